@@ -1,0 +1,722 @@
+"""The Messages API client: auth, providers, envelope unwrapping, retries, JSON and SSE calls."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import anyio
+import httpx2
+import structlog
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    ProtocolError,
+    _make_status_error,
+)
+from ._sse import MessageAccumulator, SSEDecoder
+from .types import (
+    Message,
+    MessageParam,
+    StreamEvent,
+    _message_params_adapter,
+    _stream_event_adapter,
+    to_wire,
+)
+
+__all__ = ["Client", "MessageStream", "Provider"]
+
+Provider = Literal["anthropic", "poyo", "toapis"]
+AuthStyle = Literal["x-api-key", "bearer"]
+
+_log = structlog.get_logger("agentkit.client")
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+_MAX_BACKOFF = 8.0
+
+# Provider presets: how each endpoint wants the key. The envelope is detected in any case.
+_PROVIDER_AUTH: dict[str, AuthStyle] = {"anthropic": "x-api-key", "poyo": "x-api-key", "toapis": "bearer"}
+_PROVIDER_BASE_URL: dict[str, str | None] = {"anthropic": DEFAULT_BASE_URL, "poyo": None, "toapis": None}
+
+_RETRY_STATUS = frozenset({408, 409, 429})
+
+
+class _Secret:
+    """Holds the API key; its repr never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+class Client:
+    """Async client for ``POST /v1/messages`` on Anthropic and compatible endpoints.
+
+    Args:
+        api_key: the key; defaults to ``ANTHROPIC_API_KEY``. May be omitted only for endpoints that
+            need none (a local test server started without a key).
+        base_url: the endpoint, with or without a trailing ``/v1``; defaults to ``ANTHROPIC_BASE_URL``,
+            then the provider's URL, then ``https://api.anthropic.com``.
+        provider: a preset for the auth header: ``"anthropic"`` and ``"poyo"`` send ``x-api-key``,
+            ``"toapis"`` sends ``Authorization: Bearer``.
+        auth: override the auth header style: ``"x-api-key"`` or ``"bearer"``.
+        anthropic_version: the ``anthropic-version`` header (default ``2023-06-01``).
+        default_headers: extra headers sent with every request (e.g. ``anthropic-beta``).
+        timeout: seconds or an ``httpx2.Timeout`` (default 600 s, connect 5 s).
+        max_retries: retries after the first attempt for retryable failures (default 2).
+        http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
+        transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        provider: Provider | None = None,
+        auth: AuthStyle | None = None,
+        anthropic_version: str = DEFAULT_VERSION,
+        default_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx2.AsyncClient | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        if provider is not None and provider not in _PROVIDER_AUTH:
+            raise ConfigurationError(
+                f"unknown provider {provider!r}; use one of {', '.join(sorted(_PROVIDER_AUTH))}"
+            )
+        if auth is not None and auth not in ("x-api-key", "bearer"):
+            raise ConfigurationError(f"unknown auth style {auth!r}; use 'x-api-key' or 'bearer'")
+        if max_retries < 0:
+            raise ConfigurationError("max_retries must be >= 0")
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self._api_key = _Secret(key) if key else None
+        self.provider: Provider = provider or "anthropic"
+        self.auth: AuthStyle = auth or _PROVIDER_AUTH[self.provider]
+        url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or _PROVIDER_BASE_URL[self.provider]
+        if not url:
+            raise ConfigurationError(
+                f"provider {self.provider!r} needs base_url= (or ANTHROPIC_BASE_URL): agentkit does not "
+                "guess a proxy's address"
+            )
+        self.base_url = _normalise_base_url(url)
+        self.anthropic_version = anthropic_version
+        self.max_retries = max_retries
+        self.timeout = _as_timeout(timeout)
+        self._headers = self._build_headers(default_headers)
+        self._own_http = http_client is None
+        self._http = http_client or httpx2.AsyncClient(
+            transport=transport,
+            timeout=self.timeout,
+            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+
+    # --- public calls ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        system: str | Iterable[Any] | None = None,
+        tools: Iterable[Any] | None = None,
+        tool_choice: Any = None,
+        thinking: Any = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        stop_sequences: list[str] | None = None,
+        metadata: Any = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+    ) -> Message:
+        """Send one request and return the assistant's :class:`Message` (envelopes unwrapped).
+
+        Every argument accepts models or plain dicts as in the API docs. Retries retryable failures.
+        """
+        body = _build_body(
+            model=model,
+            messages=messages,
+            max_tokens=max_tokens,
+            system=system,
+            tools=tools,
+            tool_choice=tool_choice,
+            thinking=thinking,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop_sequences=stop_sequences,
+            metadata=metadata,
+            extra_body=extra_body,
+        )
+        return await self.create_raw(body, extra_headers=extra_headers, timeout=timeout)
+
+    async def create_raw(
+        self,
+        body: Mapping[str, Any],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+    ) -> Message:
+        """Send an already-serialised request body (JSON-ready dict) and return the Message."""
+        response, data = await self._post_json("/v1/messages", body, extra_headers, timeout)
+        return _parse_message(data, response)
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        system: str | Iterable[Any] | None = None,
+        tools: Iterable[Any] | None = None,
+        tool_choice: Any = None,
+        thinking: Any = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        stop_sequences: list[str] | None = None,
+        metadata: Any = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+    ) -> MessageStream:
+        """Open a streaming request. Use as ``async with client.stream(...) as s: async for ev in s``;
+        then ``s.message`` (or ``await s.final_message()``) is the accumulated :class:`Message`."""
+        body = _build_body(
+            model=model,
+            messages=messages,
+            max_tokens=max_tokens,
+            system=system,
+            tools=tools,
+            tool_choice=tool_choice,
+            thinking=thinking,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop_sequences=stop_sequences,
+            metadata=metadata,
+            extra_body=extra_body,
+        )
+        return self.stream_raw(body, extra_headers=extra_headers, timeout=timeout)
+
+    def stream_raw(
+        self,
+        body: Mapping[str, Any],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+    ) -> MessageStream:
+        """Stream an already-serialised request body (``"stream": true`` is added)."""
+        return MessageStream(self, {**body, "stream": True}, extra_headers, timeout)
+
+    async def count_tokens(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam | Mapping[str, Any]],
+        system: str | Iterable[Any] | None = None,
+        tools: Iterable[Any] | None = None,
+        tool_choice: Any = None,
+        thinking: Any = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> int:
+        """``POST /v1/messages/count_tokens``: the input tokens the request would use."""
+        body = _build_body(
+            model=model,
+            messages=messages,
+            max_tokens=None,
+            system=system,
+            tools=tools,
+            tool_choice=tool_choice,
+            thinking=thinking,
+            extra_body=extra_body,
+        )
+        response, data = await self._post_json("/v1/messages/count_tokens", body, None, None)
+        data = _unwrap_envelope(data, response)
+        if not isinstance(data, dict) or not isinstance(data.get("input_tokens"), int):
+            raise ProtocolError(
+                "count_tokens answer has no integer input_tokens", request_id=_request_id(response)
+            )
+        return int(data["input_tokens"])
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if we created it."""
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return (
+            f"Client(base_url={self.base_url!r}, provider={self.provider!r}, auth={self.auth!r}, key={key})"
+        )
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {
+            "anthropic-version": self.anthropic_version,
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "agentkit/0.1",
+        }
+        if self._api_key is not None:
+            if self.auth == "bearer":
+                headers["authorization"] = f"Bearer {self._api_key.get()}"
+            else:
+                headers["x-api-key"] = self._api_key.get()
+        for name, value in (extra or {}).items():
+            headers[name.lower()] = value
+        return headers
+
+    def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = dict(self._headers)
+        if attempt:
+            headers["x-stainless-retry-count"] = str(attempt)
+        if extra:
+            headers.update({k.lower(): v for k, v in extra.items()})
+        return headers
+
+    async def _post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        extra_headers: Mapping[str, str] | None,
+        timeout: float | httpx2.Timeout | None,
+    ) -> tuple[httpx2.Response, Any]:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.post(
+                    url,
+                    content=content,
+                    headers=self._headers_for(attempt, extra_headers),
+                    timeout=_as_timeout(timeout) if timeout is not None else self.timeout,
+                )
+            except httpx2.TimeoutException as exc:
+                error: Exception = APITimeoutError(f"no answer from {url} within the timeout")
+                error.__cause__ = exc
+            except httpx2.TransportError as exc:
+                error = APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+            else:
+                if response.status_code < 400:
+                    try:
+                        data = response.json()
+                    except ValueError as exc:
+                        raise ProtocolError(
+                            f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
+                            request_id=_request_id(response),
+                        ) from exc
+                    try:
+                        return response, _unwrap_envelope(data, response)
+                    except APIStatusError as exc:
+                        error = exc
+                else:
+                    error = _status_error(response, response.content)
+            delay = self._retry_delay(error, attempt)
+            if delay is None:
+                raise error
+            _log.info(
+                "model.retry",
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+                error=type(error).__name__,
+                status=getattr(error, "status_code", None),
+            )
+            await anyio.sleep(delay)
+            attempt += 1
+
+    def _retry_delay(self, error: Exception, attempt: int) -> float | None:
+        """Seconds to wait before retrying ``error``, or None when it must not be retried."""
+        if attempt >= self.max_retries or not _should_retry(error):
+            return None
+        if isinstance(error, APIStatusError) and error.retry_after is not None and error.retry_after > 0:
+            return error.retry_after
+        return min(0.5 * 2.0**attempt, _MAX_BACKOFF) * (1 - 0.25 * random.random())
+
+
+class MessageStream:
+    """A streaming response: iterate typed :data:`StreamEvent` objects, then read :attr:`message`.
+
+    Retries happen only until the HTTP response arrives; once events have been delivered an error
+    is raised, never silently re-sent.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        body: dict[str, Any],
+        extra_headers: Mapping[str, str] | None,
+        timeout: float | httpx2.Timeout | None,
+    ) -> None:
+        self._client = client
+        self._body = body
+        self._extra_headers = extra_headers
+        self._timeout = timeout
+        self._response: httpx2.Response | None = None
+        self._accumulator: MessageAccumulator | None = None
+        self._message: Message | None = None
+        self._iterated = False
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` of the response, once it arrived."""
+        return _request_id(self._response) if self._response is not None else None
+
+    @property
+    def accumulator(self) -> MessageAccumulator:
+        """The live accumulator (partial text and tool JSON while streaming)."""
+        if self._accumulator is None:
+            raise RuntimeError("the stream has not started; use `async with client.stream(...)`")
+        return self._accumulator
+
+    @property
+    def message(self) -> Message:
+        """The final Message; available after the events were consumed."""
+        if self._message is None:
+            raise RuntimeError("the stream is not finished; iterate it or await final_message()")
+        return self._message
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the connection."""
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def _open(self) -> None:
+        client = self._client
+        content = json.dumps(self._body, ensure_ascii=False, separators=(",", ":")).encode()
+        url = client.base_url + "/v1/messages"
+        attempt = 0
+        while True:
+            headers = client._headers_for(attempt, self._extra_headers)
+            headers["accept"] = "text/event-stream"
+            request = client._http.build_request(
+                "POST",
+                url,
+                content=content,
+                headers=headers,
+                timeout=_as_timeout(self._timeout) if self._timeout is not None else client.timeout,
+            )
+            try:
+                response = await client._http.send(request, stream=True)
+            except httpx2.TimeoutException as exc:
+                error: Exception = APITimeoutError(f"no answer from {url} within the timeout")
+                error.__cause__ = exc
+            except httpx2.TransportError as exc:
+                error = APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+            else:
+                if response.status_code < 400 and _is_event_stream(response):
+                    self._response = response
+                    self._accumulator = MessageAccumulator(_request_id(response))
+                    return
+                try:
+                    raw = await response.aread()
+                except httpx2.TransportError as exc:
+                    raw = b""
+                    error = APIConnectionError(f"connection to {url} broke: {type(exc).__name__}")
+                    error.__cause__ = exc
+                finally:
+                    await response.aclose()
+                if response.status_code >= 400:
+                    error = _status_error(response, raw)
+                elif raw:
+                    # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
+                    try:
+                        data = json.loads(raw)
+                        message = _parse_message(_unwrap_envelope(data, response), response)
+                    except ValueError as exc:
+                        raise ProtocolError(
+                            f"expected an event stream from {url}, got invalid JSON",
+                            request_id=_request_id(response),
+                        ) from exc
+                    except APIStatusError as exc:
+                        error = exc
+                    else:
+                        self._response = response
+                        self._accumulator = MessageAccumulator(_request_id(response))
+                        self._message = message
+                        return
+            delay = client._retry_delay(error, attempt)
+            if delay is None:
+                raise error
+            _log.info(
+                "model.retry",
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+                error=type(error).__name__,
+                status=getattr(error, "status_code", None),
+                stream=True,
+            )
+            await anyio.sleep(delay)
+            attempt += 1
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._typed_events()
+
+    async def _typed_events(self) -> AsyncIterator[StreamEvent]:
+        async for payload in self.raw_events():
+            yield _stream_event_adapter.validate_python(payload)
+
+    async def raw_events(self) -> AsyncIterator[dict[str, Any]]:
+        """The events as JSON dicts (cheaper than typed events); the Message accumulates either way."""
+        if self._iterated:
+            raise RuntimeError("a stream can be iterated only once")
+        self._iterated = True
+        if self._response is None:
+            await self._open()
+        if self._message is not None:  # non-SSE fallback: nothing to stream
+            return
+        response = self._response
+        accumulator = self._accumulator
+        assert response is not None
+        assert accumulator is not None
+        decoder = SSEDecoder()
+        try:
+            async for chunk in response.aiter_raw():
+                for event, data in decoder.feed(chunk):
+                    payload = accumulator.feed_sse(event, data)
+                    if payload is not None:
+                        yield payload
+        except httpx2.TimeoutException as exc:
+            raise APITimeoutError(
+                "the stream stalled past the read timeout", request_id=self.request_id
+            ) from exc
+        except httpx2.TransportError as exc:
+            raise APIConnectionError(
+                f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
+            ) from exc
+        for event, data in decoder.flush():
+            payload = accumulator.feed_sse(event, data)
+            if payload is not None:
+                yield payload
+        self._message = accumulator.message()
+
+    async def final_message(self) -> Message:
+        """Consume the remaining events (if any) and return the accumulated Message."""
+        if self._message is None:
+            if not self._iterated:
+                async for _ in self.raw_events():
+                    pass
+            else:
+                raise RuntimeError("the stream was not consumed to the end")
+        return self.message
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _normalise_base_url(url: str) -> str:
+    url = url.strip()
+    try:
+        parsed = httpx2.URL(url)
+    except Exception as exc:
+        raise ConfigurationError(f"base_url {url!r} is not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"base_url {url!r} must be an http(s) URL with a host, e.g. https://api.anthropic.com"
+        )
+    url = url.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def _as_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx2.Timeout):
+        return timeout
+    return httpx2.Timeout(float(timeout), connect=min(5.0, float(timeout)))
+
+
+def _build_body(
+    *,
+    model: str,
+    messages: Iterable[MessageParam | Mapping[str, Any]],
+    max_tokens: int | None,
+    system: str | Iterable[Any] | None = None,
+    tools: Iterable[Any] | None = None,
+    tool_choice: Any = None,
+    thinking: Any = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    stop_sequences: list[str] | None = None,
+    metadata: Any = None,
+    extra_body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate user input (models or dicts) and build the JSON request body."""
+    if not model:
+        raise ConfigurationError("model is required: pass model=... or set ANTHROPIC_MODEL")
+    params = _message_params_adapter.validate_python(
+        [m if isinstance(m, MessageParam) else dict(m) for m in messages]
+    )
+    body: dict[str, Any] = {"model": model}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    body["messages"] = to_wire(params)
+    if system is not None:
+        body["system"] = system if isinstance(system, str) else to_wire(list(system))
+    if tools is not None:
+        body["tools"] = [_tool_definition(t) for t in tools]
+    if tool_choice is not None:
+        body["tool_choice"] = to_wire(tool_choice)
+    if thinking is not None:
+        body["thinking"] = to_wire(thinking)
+    for name, value in (
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("top_k", top_k),
+        ("stop_sequences", stop_sequences),
+        ("metadata", metadata),
+    ):
+        if value is not None:
+            body[name] = to_wire(value)
+    if extra_body:
+        body.update(extra_body)
+    return body
+
+
+def _tool_definition(tool: Any) -> Any:
+    definition = getattr(tool, "definition", None)
+    if callable(definition):
+        return definition()
+    return to_wire(tool)
+
+
+def _request_id(response: httpx2.Response | None) -> str | None:
+    return response.headers.get("request-id") if response is not None else None
+
+
+def _is_event_stream(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    headers = response.headers
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(float(parsed.timestamp()) - time.time(), 0.0)
+
+
+def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw[:500].decode("utf-8", "replace")
+    error = _make_status_error(
+        status=response.status_code,
+        body=body,
+        request_id=_request_id(response),
+        retry_after=_retry_after(response),
+    )
+    should = response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        error.retryable = should == "true"
+    elif error.error_code == "enforced_spend_limit_reached":
+        error.retryable = False
+    elif response.status_code in _RETRY_STATUS or response.status_code >= 500:
+        error.retryable = True
+    return error
+
+
+def _should_retry(error: Exception) -> bool:
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, APIStatusError):
+        return error.retryable
+    return False
+
+
+def _unwrap_envelope(data: Any, response: httpx2.Response) -> Any:
+    """PoYo-style ``{"code": 200, "data": {...}}``: unwrap it; a non-200 code is a typed error."""
+    if isinstance(data, dict) and "code" in data and "data" in data and data.get("type") != "message":
+        code = data.get("code")
+        inner = data.get("data")
+        if code == 200 and inner is not None:
+            return inner
+        message = data.get("message") or data.get("msg") or f"envelope code {code}"
+        status = code if isinstance(code, int) else None
+        if isinstance(inner, dict) and isinstance(inner.get("error"), dict):
+            body: Any = inner
+        else:
+            body = {"error": {"message": str(message)}}
+        return _raise_envelope_error(status, body, response)
+    return data
+
+
+def _raise_envelope_error(status: int | None, body: Any, response: httpx2.Response) -> Any:
+    error = _make_status_error(
+        status=status if status and status >= 400 else 500, body=body, request_id=_request_id(response)
+    )
+    raise error
+
+
+def _parse_message(data: Any, response: httpx2.Response) -> Message:
+    if not isinstance(data, dict) or data.get("type") not in (None, "message") or "content" not in data:
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise _make_status_error(status=response.status_code, body=data, request_id=_request_id(response))
+        raise ProtocolError(
+            "the answer is not a Message (no content); is base_url a Messages API endpoint?",
+            request_id=_request_id(response),
+        )
+    try:
+        return Message.model_validate(data)
+    except ValueError as exc:
+        raise ProtocolError(f"malformed Message: {exc}", request_id=_request_id(response)) from exc
