@@ -44,6 +44,7 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
+_INITIAL_BACKOFF = 0.5
 _MAX_BACKOFF = 8.0
 
 # Provider presets: how each endpoint wants the key. The envelope is detected in any case.
@@ -365,7 +366,7 @@ class Client:
             return None
         if isinstance(error, APIStatusError) and error.retry_after is not None and error.retry_after > 0:
             return error.retry_after
-        return min(0.5 * 2.0**attempt, _MAX_BACKOFF) * (1 - 0.25 * random.random())
+        return min(_INITIAL_BACKOFF * 2.0**attempt, _MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
 class MessageStream:

@@ -1,0 +1,162 @@
+"""The sans-IO SSE decoder and Message accumulator against every wire fixture."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentkit import APIStatusError, OverloadedError, ProtocolError
+from agentkit._sse import MessageAccumulator, SSEDecoder
+from agentkit.types import TextBlock, ThinkingBlock, ToolUseBlock, to_wire
+
+from .conftest import FIXTURES, load_json, strip_nulls
+
+STREAMS = sorted(FIXTURES.glob("*.sse"))
+
+
+def accumulate(chunks: list[bytes]) -> Any:
+    """Run chunks through decoder + accumulator; return what the fixtures' expected files describe."""
+    decoder = SSEDecoder()
+    accumulator = MessageAccumulator()
+    try:
+        for chunk in chunks:
+            for event, data in decoder.feed(chunk):
+                accumulator.feed_sse(event, data)
+        for event, data in decoder.flush():
+            accumulator.feed_sse(event, data)
+        message = accumulator.message()
+    except (APIStatusError, ProtocolError) as exc:
+        return {"error": {"type": exc.error_type, "message": exc.message}}
+    if message.invalid_tool_inputs:
+        bad = message.invalid_tool_inputs[0]
+        return {"stop_reason": message.stop_reason, "invalid_tool_input": bad.model_dump()}
+    return strip_nulls(to_wire(message))
+
+
+def expected_for(path: Path) -> Any:
+    return strip_nulls(load_json(path.with_suffix(".expected.json")))
+
+
+def test_every_fixture_is_covered() -> None:
+    assert len(STREAMS) >= 20
+    for path in STREAMS:
+        assert path.with_suffix(".expected.json").exists()
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_fixture_accumulates_to_expected(path: Path) -> None:
+    assert accumulate([path.read_bytes()]) == expected_for(path)
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_fixture_split_at_every_byte_offset(path: Path) -> None:
+    data = path.read_bytes()
+    expected = expected_for(path)
+    for offset in range(len(data) + 1):
+        assert accumulate([data[:offset], data[offset:]]) == expected, f"split at byte {offset}"
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_fixture_fed_byte_by_byte(path: Path) -> None:
+    data = path.read_bytes()
+    assert accumulate([data[i : i + 1] for i in range(len(data))]) == expected_for(path)
+
+
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    index=st.sampled_from(range(len(STREAMS))),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=12),
+    pings=st.lists(st.integers(min_value=0, max_value=200), max_size=4),
+)
+def test_random_splits_with_pings_accumulate_the_same(index: int, cuts: list[int], pings: list[int]) -> None:
+    path = STREAMS[index]
+    events = path.read_bytes().split(b"\n\n")
+    for position in pings:  # a ping between any two events changes nothing
+        at = position % len(events)
+        events.insert(at, PING.rstrip(b"\n"))
+    data = b"\n\n".join(events)
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    assert accumulate(chunks) == expected_for(path)
+
+
+def test_decoder_frames_like_the_sse_spec() -> None:
+    decoder = SSEDecoder()
+    stream = b": comment\r\nevent: a\r\ndata: one\rdata:two\n\nid: 7\nretry: 5\ndata\n\nevent: lost\ndata: x"
+    events = list(decoder.feed(stream)) + list(decoder.flush())
+    # multi-line data joins with \n; "data" alone is an empty data line; the unterminated event is dropped
+    assert events == [("a", "one\ntwo"), ("message", "")]
+
+
+def test_multibyte_character_split_across_chunks() -> None:
+    payload = 'data: {"type": "ping", "x": "\U0001f600"}\n\n'.encode()
+    cut = payload.index(b"\xf0") + 2
+    decoder = SSEDecoder()
+    events = list(decoder.feed(payload[:cut])) + list(decoder.feed(payload[cut:]))
+    assert events == [("message", '{"type": "ping", "x": "\U0001f600"}')]
+
+
+def test_typed_blocks_from_a_thinking_stream() -> None:
+    decoder = SSEDecoder()
+    accumulator = MessageAccumulator()
+    for event, data in decoder.feed((FIXTURES / "real_thinking_then_tool_use.sse").read_bytes()):
+        accumulator.feed_sse(event, data)
+    message = accumulator.message()
+    kinds = [type(b) for b in message.content]
+    assert kinds[0] is ThinkingBlock
+    assert ToolUseBlock in kinds
+    thinking = message.content[0]
+    assert isinstance(thinking, ThinkingBlock)
+    assert thinking.signature
+
+
+def test_error_event_raises_the_typed_error() -> None:
+    data = (FIXTURES / "error_mid_stream.sse").read_bytes()
+    decoder = SSEDecoder()
+    accumulator = MessageAccumulator(request_id="req_1")
+    with pytest.raises(OverloadedError) as info:
+        for event, payload in decoder.feed(data):
+            accumulator.feed_sse(event, payload)
+    assert info.value.status_code == 200
+    assert info.value.request_id == "req_1"
+
+
+def test_truncated_stream_is_an_error_not_a_short_message() -> None:
+    decoder = SSEDecoder()
+    accumulator = MessageAccumulator()
+    for event, payload in decoder.feed((FIXTURES / "truncated.sse").read_bytes()):
+        accumulator.feed_sse(event, payload)
+    assert not accumulator.done
+    with pytest.raises(ProtocolError, match="before message_stop"):
+        accumulator.message()
+
+
+def test_invalid_json_in_an_event_is_a_protocol_error() -> None:
+    accumulator = MessageAccumulator()
+    with pytest.raises(ProtocolError, match="invalid JSON"):
+        accumulator.feed_sse("message_start", "{not json")
+
+
+def test_partial_text_and_json_are_visible_while_streaming() -> None:
+    decoder = SSEDecoder()
+    accumulator = MessageAccumulator()
+    data = (FIXTURES / "tool_use_single.sse").read_bytes()
+    cut = data.index(b"input_json_delta") + 60
+    for event, payload in decoder.feed(data[:cut]):
+        accumulator.feed_sse(event, payload)
+    assert accumulator.text_so_far(0)
+    message_events = list(decoder.feed(data[cut:]))
+    for event, payload in message_events:
+        accumulator.feed_sse(event, payload)
+    message = accumulator.message()
+    assert isinstance(message.content[0], TextBlock)
+    tool_use = message.tool_uses[0]
+    assert accumulator.partial_json(1) and tool_use.input
