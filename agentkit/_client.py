@@ -23,6 +23,7 @@ from ._exceptions import (
     ProtocolError,
     _make_status_error,
 )
+from ._logging import _register_secret
 from ._sse import MessageAccumulator, SSEDecoder
 from .types import (
     Message,
@@ -112,6 +113,8 @@ class Client:
             raise ConfigurationError("max_retries must be >= 0")
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         self._api_key = _Secret(key) if key else None
+        if key:
+            _register_secret(key)
         self.provider: Provider = provider or "anthropic"
         self.auth: AuthStyle = auth or _PROVIDER_AUTH[self.provider]
         url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or _PROVIDER_BASE_URL[self.provider]

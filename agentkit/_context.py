@@ -1,0 +1,53 @@
+"""``RunContext``: what a tool can learn about the run that called it.
+
+A tool parameter annotated ``RunContext`` (or ``RunContext[MyDeps]``) is left out of the tool's input
+schema and receives the context of the current run when the tool is called.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import structlog
+
+from .types import Usage
+
+if TYPE_CHECKING:
+    from .types import MessageParam
+
+__all__ = ["DepsT", "RunContext"]
+
+DepsT = TypeVar("DepsT")
+
+
+def _new_run_id() -> str:
+    return f"run_{uuid.uuid4().hex}"
+
+
+def _default_logger() -> Any:
+    return structlog.get_logger("agentkit.tool")
+
+
+@dataclass
+class RunContext(Generic[DepsT]):
+    """The context handed to a tool that asks for it.
+
+    Attributes:
+        deps: The dependencies given to the run (database handles, API clients, settings, ...).
+        run_id: Identifier of the run, also bound in its log records.
+        turn: Number of the model request that produced this tool call (1 for the first).
+        usage: Tokens spent by the run so far.
+        log: A structlog logger bound to the run (and, inside a tool, to the tool call).
+        tool_use_id: The id of the ``tool_use`` block being answered (set per call).
+        messages: The conversation so far; read it, do not modify it.
+    """
+
+    deps: DepsT
+    run_id: str = field(default_factory=_new_run_id)
+    turn: int = 0
+    usage: Usage = field(default_factory=Usage)
+    log: Any = field(default_factory=_default_logger, repr=False)
+    tool_use_id: str | None = None
+    messages: list[MessageParam] = field(default_factory=list, repr=False)

@@ -1,0 +1,614 @@
+"""``@tool``: Python functions become Claude tool definitions; calls come back validated.
+
+``Tool.run`` turns a ``tool_use`` block into a ``tool_result`` block and never raises for anything the
+model or the tool did wrong (bad input, a failing tool, a timeout): those become ``is_error`` results
+the model can read and act on. Cancellation always propagates.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import inspect
+import json
+import mimetypes
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
+
+import anyio
+import anyio.to_thread
+import pydantic_core
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from ._context import RunContext
+from ._exceptions import ToolDefinitionError, ToolError
+from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
+from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
+
+__all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "Toolset", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_MAX_RESULT_CHARS = 100_000
+"""Default cap on the characters of a tool result's text."""
+
+CacheControlArg: TypeAlias = bool | Mapping[str, Any]
+_EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
+_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
+_ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
+_result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
+_MAX_EXCEPTION_CHARS = 2_000
+_UNBOUND: Any = object()
+
+
+def _logger() -> Any:
+    return structlog.get_logger("agentkit.tool")
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Image:
+    """An image a tool returns to the model (sent as a base64 image block).
+
+    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
+    """
+
+    data: bytes
+    media_type: str = "image/png"
+
+    def __post_init__(self) -> None:
+        if self.media_type not in _IMAGE_MEDIA_TYPES:
+            raise ValueError(
+                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
+            )
+
+    @classmethod
+    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
+        """Read an image file; the media type is guessed from the extension unless given."""
+        path = Path(path)
+        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
+        return cls(path.read_bytes(), kind)
+
+    def to_block(self) -> ImageBlock:
+        """The image as an ``image`` content block."""
+        return ImageBlock(
+            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
+        )
+
+
+# --- the decorator -----------------------------------------------------------------------------
+
+
+@overload
+def tool(fn: Callable[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+    cache_control: CacheControlArg = False,
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+    cache_control: CacheControlArg = False,
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
+    """Turn a function (``def`` or ``async def``, plain or method) into a :class:`Tool`.
+
+    Use bare (``@tool``) or with options (``@tool(name=..., timeout=10)``). The input schema comes
+    from the type hints, the descriptions from the docstring (Google, NumPy, reST or Epydoc style);
+    ``Annotated[T, Field(description=...)]`` overrides a docstring entry. A parameter annotated
+    ``RunContext`` is not part of the schema and receives the run's context.
+
+    Args:
+        name: Tool name (default: the function name); must match ``^[a-zA-Z0-9_-]{1,64}$``.
+        description: Tool description (default: the docstring's summary and long description).
+        timeout: Seconds before a call is abandoned with an error result (default: no limit).
+        max_result_chars: Longer text results are truncated, with a marker saying how much was cut.
+        cache_control: Put a prompt-caching breakpoint on this tool's definition
+            (``True`` for ``{"type": "ephemeral"}``, or the dict to send).
+
+    Raises:
+        ToolDefinitionError: The function cannot be a tool; the message names it and the fix.
+    """
+
+    def decorate(func: Callable[P, R]) -> Tool[P, R]:
+        return Tool(
+            func,
+            name=name,
+            description=description,
+            timeout=timeout,
+            max_result_chars=max_result_chars,
+            cache_control=cache_control,
+        )
+
+    return decorate if fn is None else decorate(fn)
+
+
+class Tool(Generic[P, R]):
+    """A function the model can call: its definition, a validator, and :meth:`run`.
+
+    Calling the object calls the function unchanged. Build it with :func:`tool`.
+    """
+
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+    name: str
+    description: str
+    timeout: float | None
+    max_result_chars: int
+    is_async: bool
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+        cache_control: CacheControlArg = False,
+    ) -> None:
+        if isinstance(fn, Tool):
+            raise ToolDefinitionError(f"{fn.name}: already a tool; decorate the function once.")
+        func: Callable[..., Any] = fn
+        receiver: str | None = None
+        if isinstance(fn, staticmethod):
+            func = fn.__func__
+        elif isinstance(fn, classmethod):
+            func = fn.__func__
+            receiver = "cls"
+        elif _is_method(func):
+            receiver = "self"
+        if not callable(func):
+            raise ToolDefinitionError(f"{fn!r} is not callable; decorate a function.")
+
+        functools.update_wrapper(self, func)
+        where = _where(func)
+        tool_name = name if name is not None else getattr(func, "__name__", "")
+        if not isinstance(tool_name, str) or not TOOL_NAME_PATTERN.match(tool_name):
+            raise ToolDefinitionError(
+                f"{where}: tool name {tool_name!r} is invalid; names must match ^[a-zA-Z0-9_-]{{1,64}}$ "
+                "(letters, digits, '_' and '-', at most 64). Pass a valid one with @tool(name=...)."
+            )
+        if timeout is not None and not timeout > 0:
+            raise ToolDefinitionError(
+                f"{where}: timeout must be a positive number of seconds, not {timeout!r}."
+            )
+        if max_result_chars < 1:
+            raise ToolDefinitionError(
+                f"{where}: max_result_chars must be at least 1, not {max_result_chars!r}."
+            )
+
+        self._fn: Callable[..., Any] = func
+        self._receiver = receiver
+        self._bound: Any = _UNBOUND
+        self._schema: FunctionSchema = function_schema(
+            func, tool_name=tool_name, description=description, skip_first=receiver is not None
+        )
+        self.name = tool_name
+        self.description = self._schema.description
+        self.timeout = timeout
+        self.max_result_chars = max_result_chars
+        self.is_async = _is_async(func)
+        self._cache_control = _cache_control_dict(cache_control)
+
+    # -- definition ------------------------------------------------------------------------------
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the input (root ``"type": "object"``). Read-only; do not modify."""
+        return self._schema.json_schema
+
+    @property
+    def wants_context(self) -> bool:
+        """Whether the function takes a ``RunContext`` parameter."""
+        return self._schema.wants_context
+
+    def definition(self, cache_control: CacheControlArg = False) -> dict[str, Any]:
+        """The wire definition ``{"name", "description"?, "input_schema", "cache_control"?}``.
+
+        ``cache_control`` (``True`` or a dict) adds a prompt-caching breakpoint; without it the
+        tool's own ``cache_control`` option applies.
+        """
+        wire: dict[str, Any] = {"name": self.name}
+        if self.description:
+            wire["description"] = self.description
+        wire["input_schema"] = json.loads(json.dumps(self._schema.json_schema))
+        marker = _cache_control_dict(cache_control) or self._cache_control
+        if marker:
+            wire["cache_control"] = dict(marker)
+        return wire
+
+    # -- plain calls and binding -----------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the underlying function unchanged."""
+        if self._receiver is not None and self._bound is not _UNBOUND:
+            return cast(R, self._fn(self._bound, *args, **kwargs))
+        return cast(R, self._fn(*args, **kwargs))
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Tool[..., R]: ...
+
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Tool[..., R]:
+        if self._receiver is None:
+            return self
+        if self._receiver == "cls":
+            target: object = owner if owner is not None else type(instance)
+        elif instance is None:
+            return self
+        else:
+            target = instance
+        bound = object.__new__(type(self))
+        bound.__dict__.update(self.__dict__)
+        bound._bound = target
+        return bound
+
+    @property
+    def _attr_name(self) -> str:
+        return str(getattr(self._fn, "__name__", self.name))
+
+    def __repr__(self) -> str:
+        bound = "" if self._bound is _UNBOUND else " (bound)"
+        return f"<Tool {self.name!r}{bound}>"
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(
+        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+    ) -> ToolResultBlock:
+        """Validate the call's input, run the function and return its ``tool_result`` block.
+
+        Invalid input, a :class:`ToolError`, any other exception, an unserialisable return value and a
+        timeout all become ``is_error`` results (exception tracebacks go to the ``tool.error`` log, not
+        to the model). Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+        """
+        tool_use_id, _, raw_input = _unpack(tool_use)
+        if self._receiver == "self" and self._bound is _UNBOUND:
+            raise TypeError(
+                f"{self.name}: a method tool must be run from an instance (obj.{self._attr_name}.run)"
+            )
+        if not isinstance(raw_input, Mapping):
+            return _error(
+                tool_use_id,
+                f"Invalid input for {self.name}: expected a JSON object, got {_json_type(raw_input)}",
+            )
+        try:
+            validated = self._schema.validate(raw_input)
+        except ValidationError as exc:
+            return _error(tool_use_id, format_validation_error(self.name, exc))
+
+        context = self._call_context(ctx, tool_use_id) if self._schema.wants_context else None
+        args, kwargs = self._schema.arguments(validated, context)
+        log = getattr(ctx, "log", None) or _logger()
+        scope: anyio.CancelScope | None = None
+        try:
+            with anyio.fail_after(self.timeout) as scope:
+                value = await self._invoke(args, kwargs)
+        except Exception as exc:
+            problem = _single(exc)
+            if isinstance(problem, ToolError):
+                return _error(tool_use_id, problem.message)
+            if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
+                log.warning("tool.timeout", tool=self.name, tool_use_id=tool_use_id, timeout=self.timeout)
+                return _error(tool_use_id, f"tool timed out after {self.timeout:g}s")
+            log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, exc_info=exc)
+            return _error(tool_use_id, _describe_exception(problem))
+
+        try:
+            content = _to_content(value, self.max_result_chars)
+        except _UnserialisableError as exc:
+            log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, error=str(exc))
+            return _error(
+                tool_use_id, f"tool returned an unserialisable value of type {type(value).__name__}"
+            )
+        return ToolResultBlock(tool_use_id=tool_use_id, content=content)
+
+    async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self._receiver is not None:
+            args = [self._bound, *args]
+        if self.is_async:
+            value = await self._fn(*args, **kwargs)
+        else:
+            # Boxed, so a sync wrapper that returns a coroutine works on trio too (trio refuses those).
+            (value,) = await anyio.to_thread.run_sync(
+                functools.partial(_boxed, self._fn, args, kwargs), abandon_on_cancel=self.timeout is not None
+            )
+        if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+            value = await value
+        return value
+
+    def _call_context(self, ctx: RunContext[Any] | None, tool_use_id: str) -> RunContext[Any]:
+        if ctx is None:
+            ctx = RunContext(deps=None, tool_use_id=tool_use_id)
+        else:
+            ctx = dataclasses.replace(ctx, tool_use_id=tool_use_id)
+        bind = getattr(ctx.log, "bind", None)
+        if callable(bind):
+            ctx.log = bind(tool=self.name, tool_use_id=tool_use_id)
+        return ctx
+
+
+# --- toolsets ----------------------------------------------------------------------------------
+
+
+class Toolset:
+    """An ordered set of tools with unique names: their definitions and a dispatcher.
+
+    ``Toolset([get_weather, search])`` (plain callables are decorated on the fly),
+    :meth:`from_module`, :meth:`from_object`.
+    """
+
+    def __init__(self, tools: Iterable[Tool[..., Any] | Callable[..., Any] | Toolset] = ()) -> None:
+        self._tools: dict[str, Tool[..., Any]] = {}
+        self._definitions: dict[str, list[dict[str, Any]]] = {}
+        for item in tools:
+            for entry in item if isinstance(item, Toolset) else (item,):
+                self._add(entry)
+
+    def _add(self, item: Tool[..., Any] | Callable[..., Any]) -> None:
+        entry = item if isinstance(item, Tool) else tool(item)
+        if entry._receiver == "self" and entry._bound is _UNBOUND:
+            raise ToolDefinitionError(
+                f"{_where(entry._fn)}: is a method; add it from an instance (obj.{entry._attr_name}) "
+                "or use Toolset.from_object(obj)."
+            )
+        existing = self._tools.get(entry.name)
+        if existing is not None and existing is not entry:
+            raise ToolDefinitionError(
+                f"duplicate tool name {entry.name!r} ({_where(existing._fn)} and {_where(entry._fn)}); "
+                "tool names must be unique, rename one with @tool(name=...)."
+            )
+        self._tools[entry.name] = entry
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Toolset:
+        """All :class:`Tool` objects defined at the top level of ``module``, in definition order."""
+        found: list[Tool[..., Any]] = []
+        for value in vars(module).values():
+            if isinstance(value, Tool) and value._receiver is None and not any(value is t for t in found):
+                found.append(value)
+        return cls(found)
+
+    @classmethod
+    def from_object(cls, obj: object) -> Toolset:
+        """The decorated methods of ``obj`` (bound to it), plus tools stored on the instance."""
+        names: dict[str, None] = {}
+        for klass in reversed(type(obj).__mro__):
+            for attr, value in vars(klass).items():
+                inner = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+                if isinstance(inner, Tool):
+                    names[attr] = None
+        found: list[Tool[..., Any]] = [getattr(obj, attr) for attr in names]
+        instance_vars = getattr(obj, "__dict__", {})
+        found += [v for k, v in instance_vars.items() if isinstance(v, Tool) and k not in names]
+        return cls(found)
+
+    def get(self, name: str) -> Tool[..., Any] | None:
+        """The tool called ``name``, or ``None``."""
+        return self._tools.get(name)
+
+    def __getitem__(self, name: str) -> Tool[..., Any]:
+        return self._tools[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    @property
+    def names(self) -> list[str]:
+        """Tool names, in order."""
+        return list(self._tools)
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __iter__(self) -> Iterator[Tool[..., Any]]:
+        return iter(self._tools.values())
+
+    def __repr__(self) -> str:
+        return f"Toolset({self.names!r})"
+
+    def definitions(self, cache_control: CacheControlArg = False) -> list[dict[str, Any]]:
+        """The wire definitions of all tools (computed once, then cached).
+
+        ``cache_control`` (``True`` or a dict) puts a prompt-caching breakpoint on the LAST definition,
+        so the whole tool list is cached. Treat the returned dicts as read-only.
+        """
+        marker = _cache_control_dict(cache_control)
+        key = json.dumps(marker, sort_keys=True)
+        cached = self._definitions.get(key)
+        if cached is None:
+            cached = [t.definition() for t in self._tools.values()]
+            if marker and cached:
+                cached[-1] = {**cached[-1], "cache_control": dict(marker)}
+            self._definitions[key] = cached
+        return list(cached)
+
+    async def run(
+        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+    ) -> ToolResultBlock:
+        """Run the tool the call names; an unknown name gives an error result listing the available tools."""
+        tool_use_id, name, _ = _unpack(tool_use)
+        found = self._tools.get(name)
+        if found is None:
+            available = ", ".join(self._tools) or "(none)"
+            return _error(tool_use_id, f"Unknown tool {name!r}. Available tools: {available}")
+        return await found.run(tool_use, ctx)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+class _UnserialisableError(Exception):
+    pass
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}.{name}" if module else str(name)
+
+
+def _boxed(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[Any]:
+    return (fn(*args, **kwargs),)
+
+
+def _is_method(fn: Callable[..., Any]) -> bool:
+    """A function defined in a class body whose first parameter is the receiver (``self``)."""
+    parts = (getattr(fn, "__qualname__", "") or "").split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return False
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return False
+    first = params[0]
+    return first.name in ("self", "cls") or first.annotation is inspect.Parameter.empty
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
+
+
+def _cache_control_dict(value: CacheControlArg) -> dict[str, Any] | None:
+    if value is True:
+        return dict(_EPHEMERAL)
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cache_control must be a bool or a dict, not {type(value).__name__}")
+
+
+def _unpack(tool_use: ToolUseBlock | Mapping[str, Any]) -> tuple[str, str, Any]:
+    if isinstance(tool_use, ToolUseBlock):
+        return tool_use.id, tool_use.name, tool_use.input
+    if isinstance(tool_use, Mapping):
+        tool_use_id = tool_use.get("id")
+        if not isinstance(tool_use_id, str) or not tool_use_id:
+            raise ValueError("tool_use block has no 'id'")
+        return tool_use_id, str(tool_use.get("name", "")), tool_use.get("input", {})
+    raise TypeError(f"expected a ToolUseBlock or a dict, not {type(tool_use).__name__}")
+
+
+def _error(tool_use_id: str, text: str) -> ToolResultBlock:
+    return ToolResultBlock(tool_use_id=tool_use_id, content=text, is_error=True)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe_exception(exc: BaseException) -> str:
+    message = str(exc).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return _truncate(text, _MAX_EXCEPTION_CHARS)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n…[truncated: {len(text) - limit} more characters]"
+
+
+def _as_block(value: Any, limit: int) -> _ResultBlock | None:
+    if isinstance(value, Image):
+        return value.to_block()
+    if isinstance(value, TextBlock):
+        if len(value.text) > limit:
+            return value.model_copy(update={"text": _truncate(value.text, limit)})
+        return value
+    if isinstance(value, ImageBlock | DocumentBlock):
+        return value
+    if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
+        try:
+            block = _result_block_adapter.validate_python(value)
+        except ValidationError:
+            return None
+        return _as_block(block, limit)
+    return None
+
+
+def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
+    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
+    blocks: list[_ResultBlock] = []
+    has_block = False
+    for value in values:
+        if isinstance(value, str):
+            blocks.append(TextBlock(text=_truncate(value, limit)))
+            continue
+        block = _as_block(value, limit)
+        if block is None:
+            return None
+        has_block = True
+        blocks.append(block)
+    return blocks if has_block else None
+
+
+def _to_content(value: Any, limit: int) -> str | list[Any] | None:
+    """Convert a tool's return value to ``tool_result`` content."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _truncate(value, limit)
+    block = _as_block(value, limit)
+    if block is not None:
+        return [block]
+    if isinstance(value, list | tuple) and value:
+        blocks = _as_blocks(value, limit)
+        if blocks is not None:
+            return list(blocks)
+    try:
+        text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
+        raise _UnserialisableError(str(exc)) from exc
+    return _truncate(text, limit)

@@ -1,0 +1,762 @@
+"""A local Messages API server: HTTP/1.1 on asyncio streams, run in a background thread.
+
+One asyncio loop in its own thread serves every connection, so tests on any anyio backend (asyncio or
+trio) and plain synchronous code can use it. The request parser is deliberately small: request line,
+headers, a ``Content-Length`` body (chunked request bodies get 411), keep-alive. Responses are
+``Content-Length`` JSON or ``Transfer-Encoding: chunked`` SSE, so connections stay reusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import json
+import socket
+import struct
+import threading
+from collections.abc import Awaitable, Iterable
+from types import TracebackType
+from typing import Any, Literal, TypeAlias
+
+import anyio.to_thread
+
+from ._policies import (
+    STATUS_BY_TYPE,
+    CutStreamReply,
+    DelayReply,
+    DropMidBodyReply,
+    DropReply,
+    EchoPolicy,
+    ErrorEventReply,
+    ErrorReply,
+    MalformedReply,
+    MessageReply,
+    Policy,
+    RawReply,
+    Reply,
+    ReplyLike,
+    Request,
+    ResetReply,
+    ScriptExhausted,
+)
+from ._validation import InvalidRequest, validate_count_tokens, validate_create
+from ._wire import complete_message, dumps, error_body, estimate_tokens, message_events, new_id, sse_event
+
+__all__ = ["DEFAULT_MODELS", "Flavour", "LocalServer"]
+
+Flavour: TypeAlias = Literal["anthropic", "poyo", "toapis"]
+"""Which endpoint to imitate: auth headers accepted, and PoYo's ``{"code": 200, "data": …}`` envelope."""
+
+DEFAULT_MODELS = ("claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5")
+MAX_BODY = 32 * 1024 * 1024
+_HEAD_LIMIT = 1024 * 1024
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    529: "Overloaded",
+}
+_SSE_TYPE = "text/event-stream; charset=utf-8"
+_JSON_TYPE = "application/json"
+
+
+class _HTTPError(Exception):
+    """A malformed HTTP request: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Closed(Exception):
+    """The reply closed the connection (a fault): stop serving it."""
+
+
+class LocalServer:
+    """A real HTTP server speaking the Messages API on ``127.0.0.1``, answering from a ``policy``.
+
+    ``with LocalServer(policy=Script([...])) as server:`` (or ``async with``) starts it on a free port;
+    ``server.base_url`` is ``http://127.0.0.1:PORT`` (no ``/v1``) and ``server.requests`` the recorded
+    :class:`Request` list. ``flavour`` picks the auth rules (``anthropic``: ``x-api-key`` or Bearer, not
+    both; ``poyo``: ``x-api-key`` only, JSON answers wrapped in ``{"code": 200, "data": …}``, auth errors
+    as envelopes; ``toapis``: either). ``api_key=None`` accepts any key. ``latency`` seconds are added
+    before every response. ``verify_signatures`` rejects thinking blocks whose text no longer matches the
+    signature this server gave them. ``policy`` may be swapped while running.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        flavour: Flavour = "anthropic",
+        api_key: str | None = "sk-test",
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Iterable[str] = DEFAULT_MODELS,
+        verify_signatures: bool = True,
+        backlog: int = 4096,
+    ) -> None:
+        if flavour not in ("anthropic", "poyo", "toapis"):
+            raise ValueError(f"unknown flavour {flavour!r}; use 'anthropic', 'poyo' or 'toapis'")
+        self.policy: Policy = policy if policy is not None else EchoPolicy()
+        self.flavour: Flavour = flavour
+        self.api_key = api_key
+        self.latency = latency
+        self.host = host
+        self.models = tuple(models)
+        self.verify_signatures = verify_signatures
+        self._requested_port = port
+        self._backlog = backlog
+        self._port: int | None = None
+        self._lock = threading.Lock()
+        self._requests: list[Request] = []
+        self._counter = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._connections = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        """The TCP port (after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("LocalServer is not running; use `with LocalServer(...)` or call start()")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT``, without ``/v1`` (pass it as a client's ``base_url``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list[Request]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections the server accepted so far (keep-alive reuse keeps this low)."""
+        return self._connections
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    def start(self) -> LocalServer:
+        """Start serving in a background thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("LocalServer already started")
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._thread_main, name="agentkit-local-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join the thread (idempotent)."""
+        thread, loop, stop = self._thread, self._loop, self._stop
+        if thread is None:
+            return
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        self._thread = None
+        self._port = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> LocalServer:
+        return await anyio.to_thread.run_sync(self.start)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await anyio.to_thread.run_sync(self.stop)
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # pragma: no cover - surfaced through start()
+            if not self._ready.is_set():
+                self._startup_error = exc
+                self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            server = await asyncio.start_server(
+                self._on_connection,
+                self.host,
+                self._requested_port,
+                limit=_HEAD_LIMIT,
+                backlog=self._backlog,
+                reuse_address=True,
+            )
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for task in list(self._conn_tasks):
+                task.cancel()
+            if self._conn_tasks:
+                await asyncio.wait(list(self._conn_tasks), timeout=5)
+            await server.wait_closed()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        self._connections += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                try:
+                    parsed = await self._read_request(reader)
+                except _HTTPError as exc:
+                    self._write_response(
+                        writer,
+                        exc.status,
+                        dumps(error_body("invalid_request_error", exc.message, new_id("req_"))),
+                        keep_alive=False,
+                    )
+                    await writer.drain()
+                    break
+                if parsed is None:
+                    break
+                request, keep_alive = parsed
+                try:
+                    await self._serve(request, writer, keep_alive)
+                except _Closed:
+                    return
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._conn_tasks.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[Request, bool] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial.strip():
+                raise _HTTPError(400, "incomplete HTTP request head") from None
+            return None  # the client closed an idle connection
+        except asyncio.LimitOverrunError:
+            raise _HTTPError(431, "request header fields too large") from None
+        lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise _HTTPError(400, f"malformed request line: {lines[0][:100]!r}")
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise _HTTPError(400, f"malformed header line: {line[:100]!r}")
+            key = name.lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if "transfer-encoding" in headers:
+            raise _HTTPError(411, "chunked request bodies are not supported; send a Content-Length body")
+        length_text = headers.get("content-length", "0")
+        if not length_text.isdigit():
+            raise _HTTPError(400, f"invalid Content-Length: {length_text!r}")
+        length = int(length_text)
+        if length > MAX_BODY:
+            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.")
+        body = await reader.readexactly(length) if length else b""
+        connection = headers.get("connection", "").lower()
+        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        path, _, query = target.partition("?")
+        parsed_json: Any = None
+        if body:
+            try:
+                parsed_json = json.loads(body)
+            except ValueError:
+                parsed_json = None
+        with self._lock:
+            request = Request(
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+                json=parsed_json,
+                index=next(self._counter),
+                query=query,
+            )
+            self._requests.append(request)
+        return request, keep_alive
+
+    # ------------------------------------------------------------------ responses
+
+    def _write_response(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        *,
+        keep_alive: bool,
+        content_type: str = _JSON_TYPE,
+        request_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        request: Request | None = None,
+    ) -> None:
+        if request is not None:
+            request.status = status  # before writing: the client may read the answer at once
+        writer.write(
+            self._head(status, content_type, request_id, keep_alive, headers, length=len(body)) + body
+        )
+
+    @staticmethod
+    def _head(
+        status: int,
+        content_type: str,
+        request_id: str | None,
+        keep_alive: bool,
+        headers: dict[str, str] | None,
+        *,
+        length: int | None,
+    ) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+            f"content-type: {content_type}",
+            f"request-id: {request_id or new_id('req_')}",
+            "server: agentkit-local",
+            "connection: keep-alive" if keep_alive else "connection: close",
+        ]
+        if length is None:
+            lines.append("transfer-encoding: chunked")
+            lines.append("cache-control: no-cache")
+        else:
+            lines.append(f"content-length: {length}")
+        if headers:
+            lines.extend(f"{k}: {v}" for k, v in headers.items())
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _error(
+        self,
+        writer: asyncio.StreamWriter,
+        request: Request,
+        keep_alive: bool,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        error_code: str | None = None,
+        envelope_code: int | None = None,
+    ) -> None:
+        rid = new_id("req_")
+        if envelope_code is not None:
+            body = dumps({"code": envelope_code, "message": message, "data": None})
+        else:
+            body = dumps(error_body(error_type, message, rid, error_code))
+        self._write_response(
+            writer, status, body, keep_alive=keep_alive, request_id=rid, headers=headers, request=request
+        )
+
+    async def _serve(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        route = (request.method, request.path)
+        if route == ("POST", "/v1/messages"):
+            handler = self._create
+        elif route == ("POST", "/v1/messages/count_tokens"):
+            handler = self._count_tokens
+        elif request.method == "GET" and (
+            request.path == "/v1/models" or request.path.startswith("/v1/models/")
+        ):
+            handler = self._models
+        else:
+            self._error(
+                writer,
+                request,
+                keep_alive,
+                404,
+                "not_found_error",
+                f"Not found: {request.method} {request.path}",
+            )
+            return
+        if not self._authorized(request, writer, keep_alive):
+            return
+        await handler(request, writer, keep_alive)
+
+    def _authorized(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
+        headers = request.headers
+        x_key = headers.get("x-api-key")
+        auth = headers.get("authorization")
+        bearer = auth[7:].strip() if auth is not None and auth[:7].lower() == "bearer " else None
+        flavour = self.flavour
+        if flavour == "poyo":
+            if x_key is None or (self.api_key is not None and x_key != self.api_key):
+                message = "missing api key: send x-api-key" if x_key is None else "invalid api key"
+                self._error(
+                    writer, request, keep_alive, 401, "authentication_error", message, envelope_code=401
+                )
+                return False
+            if "anthropic-version" not in headers:
+                self._error(
+                    writer,
+                    request,
+                    keep_alive,
+                    400,
+                    "invalid_request_error",
+                    "anthropic-version header is required",
+                    envelope_code=400,
+                )
+                return False
+            return True
+        if flavour == "anthropic" and x_key is not None and auth is not None:
+            self._error(
+                writer,
+                request,
+                keep_alive,
+                400,
+                "invalid_request_error",
+                "send exactly one of `x-api-key` or `Authorization: Bearer`, not both",
+            )
+            return False
+        keys = [k for k in (x_key, bearer) if k is not None]
+        if not keys:
+            self._error(
+                writer, request, keep_alive, 401, "authentication_error", "x-api-key header is required"
+            )
+            return False
+        if self.api_key is not None and self.api_key not in keys:
+            message = "invalid x-api-key" if x_key is not None else "invalid bearer token"
+            self._error(writer, request, keep_alive, 401, "authentication_error", message)
+            return False
+        if "anthropic-version" not in headers:
+            self._error(
+                writer,
+                request,
+                keep_alive,
+                400,
+                "invalid_request_error",
+                "anthropic-version: header is required",
+            )
+            return False
+        return True
+
+    def _json_body(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
+        if request.json is None:
+            message = (
+                "There was an error parsing the body of your request: it is not valid JSON"
+                if request.body
+                else "body: a JSON request body is required"
+            )
+            self._error(writer, request, keep_alive, 400, "invalid_request_error", message)
+            return False
+        return True
+
+    async def _models(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+        def entry(model: str) -> dict[str, Any]:
+            return {
+                "type": "model",
+                "id": model,
+                "display_name": model.replace("-", " ").title(),
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+
+        if request.path == "/v1/models":
+            data = [entry(m) for m in self.models]
+            body: Any = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            model = request.path[len("/v1/models/") :]
+            if model not in self.models:
+                self._error(writer, request, keep_alive, 404, "not_found_error", f"model: {model}")
+                return
+            body = entry(model)
+        self._write_response(writer, 200, dumps(body), keep_alive=keep_alive, request=request)
+
+    async def _count_tokens(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+        if not self._json_body(request, writer, keep_alive):
+            return
+        try:
+            validate_count_tokens(request.json)
+        except InvalidRequest as exc:
+            self._error(writer, request, keep_alive, 400, "invalid_request_error", str(exc))
+            return
+        body = dumps({"input_tokens": estimate_tokens(len(request.body))})
+        self._write_response(writer, 200, body, keep_alive=keep_alive, request=request)
+
+    async def _create(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+        if not self._json_body(request, writer, keep_alive):
+            return
+        try:
+            validate_create(request.json, verify_signatures=self.verify_signatures)
+        except InvalidRequest as exc:
+            self._error(writer, request, keep_alive, 400, "invalid_request_error", str(exc))
+            return
+        try:
+            result = self.policy(request)
+            if inspect.isawaitable(result):
+                result = await _await(result)
+        except ScriptExhausted as exc:
+            self._error(writer, request, keep_alive, 500, "api_error", str(exc))
+            return
+        except Exception as exc:
+            self._error(
+                writer, request, keep_alive, 500, "api_error", f"policy raised {type(exc).__name__}: {exc}"
+            )
+            return
+        await self._answer(request, writer, keep_alive, result)
+
+    async def _answer(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, result: ReplyLike
+    ) -> None:
+        while isinstance(result, DelayReply):
+            await asyncio.sleep(result.seconds)
+            result = result.inner
+        if isinstance(result, dict):
+            result = MessageReply(result)
+        if not isinstance(result, Reply):
+            self._error(
+                writer,
+                request,
+                keep_alive,
+                500,
+                "api_error",
+                f"policy returned {type(result).__name__}; expected a Reply or a Message dict",
+            )
+            return
+        if isinstance(result, MessageReply):
+            await self._send_message(request, writer, keep_alive, result)
+        elif isinstance(result, ErrorReply):
+            self._send_error_reply(request, writer, keep_alive, result)
+        elif isinstance(result, DropReply):
+            writer.close()
+            raise _Closed
+        elif isinstance(result, ResetReply):
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            raise _Closed
+        elif isinstance(result, DropMidBodyReply | CutStreamReply):
+            await self._send_cut(request, writer, result)
+        elif isinstance(result, ErrorEventReply):
+            await self._send_error_event(request, writer, keep_alive, result)
+        elif isinstance(result, MalformedReply):
+            self._send_malformed(request, writer, keep_alive, result)
+        elif isinstance(result, RawReply):
+            self._write_response(
+                writer,
+                result.status,
+                result.body,
+                keep_alive=keep_alive,
+                content_type=result.content_type,
+                headers=result.headers,
+                request=request,
+            )
+        else:  # pragma: no cover - every Reply subclass is handled above
+            raise TypeError(f"unhandled reply {result!r}")
+
+    def _message(self, request: Request, reply: MessageReply) -> dict[str, Any]:
+        msg = complete_message(
+            reply.message, model=request.model, input_tokens=estimate_tokens(len(request.body))
+        )
+        if reply.partial_json and not request.stream:
+            content = [dict(b) for b in msg["content"]]
+            for index in reply.partial_json:
+                if 0 <= index < len(content):
+                    content[index]["input"] = {}
+            msg["content"] = content
+        return msg
+
+    def _events(self, request: Request, reply: MessageReply) -> list[bytes]:
+        msg = self._message(request, reply)
+        return [
+            sse_event(name, payload)
+            for name, payload in message_events(
+                msg, partial_json=reply.partial_json, close_cut_blocks=reply.close_cut_blocks
+            )
+        ]
+
+    def _message_body(self, request: Request, reply: MessageReply) -> bytes:
+        msg = self._message(request, reply)
+        if self.flavour == "poyo":
+            return dumps({"code": 200, "data": msg})
+        return dumps(msg)
+
+    async def _send_message(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: MessageReply
+    ) -> None:
+        if not request.stream:
+            self._write_response(
+                writer,
+                200,
+                self._message_body(request, reply),
+                keep_alive=keep_alive,
+                headers=reply.headers,
+                request=request,
+            )
+            return
+        events = self._events(request, reply)
+        await self._stream(request, writer, keep_alive, events, reply.headers, reply.event_delay, end=True)
+
+    async def _stream(
+        self,
+        request: Request,
+        writer: asyncio.StreamWriter,
+        keep_alive: bool,
+        events: list[bytes],
+        headers: dict[str, str] | None,
+        event_delay: float,
+        *,
+        end: bool,
+    ) -> None:
+        request.status = 200
+        head = self._head(200, _SSE_TYPE, None, keep_alive, headers, length=None)
+        if event_delay > 0:
+            writer.write(head)
+            for event in events:
+                await writer.drain()
+                await asyncio.sleep(event_delay)
+                writer.write(_chunk(event))
+        else:
+            writer.write(head + b"".join(_chunk(e) for e in events))
+        if end:
+            writer.write(b"0\r\n\r\n")
+
+    def _send_error_reply(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: ErrorReply
+    ) -> None:
+        headers = dict(reply.headers)
+        if reply.retry_after is not None:
+            ra = reply.retry_after
+            headers["retry-after"] = (
+                str(int(ra)) if isinstance(ra, float | int) and float(ra).is_integer() else str(ra)
+            )
+        if reply.retry_after_ms is not None:
+            headers["retry-after-ms"] = f"{reply.retry_after_ms:g}"
+        if reply.should_retry is not None:
+            headers["x-should-retry"] = "true" if reply.should_retry else "false"
+        self._error(
+            writer,
+            request,
+            keep_alive,
+            reply.status,
+            reply.type,
+            reply.message,
+            headers=headers,
+            error_code=reply.error_code,
+            envelope_code=reply.envelope_code,
+        )
+
+    async def _send_cut(
+        self, request: Request, writer: asyncio.StreamWriter, reply: DropMidBodyReply | CutStreamReply
+    ) -> None:
+        request.status = 200
+        if request.stream:
+            events = self._events(request, reply.inner)
+            if isinstance(reply, CutStreamReply):
+                await self._stream(request, writer, False, events[: reply.after_events], None, 0.0, end=False)
+            else:
+                first = events[0]
+                writer.write(self._head(200, _SSE_TYPE, None, False, None, length=None))
+                writer.write(_chunk(first)[: len(first) // 2])
+        else:
+            body = self._message_body(request, reply.inner)
+            writer.write(self._head(200, _JSON_TYPE, None, False, None, length=len(body)))
+            writer.write(body[: len(body) // 2])
+        await writer.drain()
+        writer.close()
+        raise _Closed
+
+    async def _send_error_event(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: ErrorEventReply
+    ) -> None:
+        if not request.stream:
+            status = STATUS_BY_TYPE.get(reply.type, 500)
+            self._error(writer, request, keep_alive, status, reply.type, reply.message)
+            return
+        events = self._events(request, reply.inner)[: reply.after_events]
+        events.append(
+            sse_event("error", {"type": "error", "error": {"type": reply.type, "message": reply.message}})
+        )
+        await self._stream(request, writer, keep_alive, events, None, reply.inner.event_delay, end=True)
+
+    def _send_malformed(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: MalformedReply
+    ) -> None:
+        if request.stream:
+            body = reply.body or b'{"type":"message_start","message":{"id":"msg_'
+            event = b"event: message_start\ndata: " + body + b"\n\n"
+            request.status = 200
+            writer.write(self._head(200, _SSE_TYPE, None, keep_alive, None, length=None))
+            writer.write(_chunk(event) + b"0\r\n\r\n")
+            return
+        body = reply.body or b'{"id": "msg_01Malformed", "type": "message", "content": [{"type": "te'
+        self._write_response(writer, 200, body, keep_alive=keep_alive, request=request)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _await(value: Awaitable[ReplyLike]) -> ReplyLike:
+    return await value
