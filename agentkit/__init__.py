@@ -6,7 +6,20 @@ Messages API server, scripted and offline models) in :mod:`agentkit.testing`.
 
 from __future__ import annotations
 
+from ._agent import Agent, AgentStream, Conversation, Deny, Hooks, RunResult
 from ._client import Client, MessageStream, Provider
+from ._context import RunContext
+from ._events import (
+    AgentEvent,
+    RunFinished,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolInputDelta,
+    ToolUseStarted,
+    TurnFinished,
+)
 from ._exceptions import (
     AgentKitError,
     AgentRunError,
@@ -38,6 +51,9 @@ from ._exceptions import (
     ToolLoopError,
     UnprocessableEntityError,
 )
+from ._history import repair_history
+from ._logging import configure_logging, redact_secrets
+from ._tool import Image, Tool, Toolset, tool
 from .types import Message, MessageParam, Usage
 
 __version__ = "0.1.0"
@@ -47,16 +63,23 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "Agent",
+    "AgentEvent",
     "AgentKitError",
     "AgentRunError",
+    "AgentStream",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
     "Client",
     "ConfigurationError",
     "ConflictError",
+    "Conversation",
+    "Deny",
     "GatewayTimeoutError",
     "HistoryError",
+    "Hooks",
+    "Image",
     "InternalServerError",
     "MaxTurnsExceeded",
     "Message",
@@ -71,11 +94,27 @@ __all__ = [
     "RateLimitError",
     "RefusalError",
     "RequestTooLargeError",
+    "RunContext",
+    "RunFinished",
+    "RunResult",
+    "TextDelta",
+    "ThinkingDelta",
     "TokenBudgetExceeded",
+    "Tool",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "ToolDefinitionError",
     "ToolError",
+    "ToolInputDelta",
     "ToolInputTruncatedError",
     "ToolLoopError",
+    "ToolUseStarted",
+    "Toolset",
+    "TurnFinished",
     "UnprocessableEntityError",
     "Usage",
+    "configure_logging",
+    "redact_secrets",
+    "repair_history",
+    "tool",
 ]

@@ -11,7 +11,6 @@ Invariants kept at every await point, whatever fails (errors, limits, cancellati
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import os
@@ -350,8 +349,18 @@ class Agent(Generic[DepsT, OutputT]):
         deps: DepsT | None = None,
         history: Conversation | Sequence[MessageParam | Mapping[str, Any]] | None = None,
     ) -> RunResult[OutputT]:
-        """:meth:`run` for scripts: starts an event loop, runs, returns the result."""
-        return anyio.run(functools.partial(self.run, prompt, deps=deps, history=history))
+        """:meth:`run` for scripts: starts an event loop, runs, returns the result.
+
+        The client's connection pool is closed before the loop ends (it reopens on the next call).
+        """
+
+        async def main() -> RunResult[OutputT]:
+            try:
+                return await self.run(prompt, deps=deps, history=history)
+            finally:
+                await self.client.aclose()
+
+        return anyio.run(main)
 
     def stream(
         self,

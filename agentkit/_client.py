@@ -129,11 +129,20 @@ class Client:
         self.timeout = _as_timeout(timeout)
         self._headers = self._build_headers(default_headers)
         self._own_http = http_client is None
-        self._http = http_client or httpx2.AsyncClient(
-            transport=transport,
-            timeout=self.timeout,
-            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
-        )
+        self._transport = transport
+        self._http_client = http_client
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        # Our own pool is (re)created on demand, so a client closed at the end of one event loop
+        # (``Agent.run_sync``) works again in the next one.
+        if self._http_client is None or (self._own_http and self._http_client.is_closed):
+            self._http_client = httpx2.AsyncClient(
+                transport=self._transport,
+                timeout=self.timeout,
+                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
+            )
+        return self._http_client
 
     # --- public calls ------------------------------------------------------------------------
 
@@ -267,9 +276,10 @@ class Client:
         return int(data["input_tokens"])
 
     async def aclose(self) -> None:
-        """Close the HTTP client if we created it."""
-        if self._own_http:
-            await self._http.aclose()
+        """Close the connection pool if we created it (a later call opens a new one)."""
+        if self._own_http and self._http_client is not None:
+            client, self._http_client = self._http_client, None
+            await client.aclose()
 
     async def __aenter__(self) -> Self:
         return self

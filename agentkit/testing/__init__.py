@@ -15,6 +15,8 @@ From a shell (benchmarks)::
     python -m agentkit.testing serve --port 0 --flavour anthropic --latency 0.2 --policy weather
 """
 
+from ._demo import OFFLINE_NOTICE, DemoSetup, demo_client
+from ._offline import CallEveryTool, OfflineModel, example_input
 from ._policies import (
     CITIES,
     CutStreamReply,
@@ -44,8 +46,11 @@ from ._wire import message_events, sign_thinking, sse_event
 __all__ = [
     "CITIES",
     "DEFAULT_MODELS",
+    "OFFLINE_NOTICE",
+    "CallEveryTool",
     "CutStreamReply",
     "DelayReply",
+    "DemoSetup",
     "DropMidBodyReply",
     "DropReply",
     "EchoPolicy",
@@ -56,6 +61,7 @@ __all__ = [
     "LocalServer",
     "MalformedReply",
     "MessageReply",
+    "OfflineModel",
     "Policy",
     "RawReply",
     "Reply",
@@ -65,6 +71,8 @@ __all__ = [
     "Script",
     "ScriptExhausted",
     "WeatherWorkload",
+    "demo_client",
+    "example_input",
     "message_events",
     "reply",
     "sign_thinking",

@@ -277,6 +277,19 @@ class LocalServer:
                     await self._serve(request, writer, keep_alive)
                 except _Closed:
                     return
+                except (ConnectionError, OSError):
+                    raise
+                except Exception as exc:  # a bug in a reply or in the server: answer it, don't hide it
+                    self._error(
+                        writer,
+                        request,
+                        False,
+                        500,
+                        "api_error",
+                        f"agentkit.testing server error: {type(exc).__name__}: {exc}",
+                    )
+                    await writer.drain()
+                    break
                 await writer.drain()
                 if not keep_alive:
                     break
