@@ -183,6 +183,7 @@ _ZONES = {
     "oslo": "Europe/Oslo",
     "nairobi": "Africa/Nairobi",
 }
+_KNOWN_PLACES = frozenset(_ZONES) | {"paris", "tokyo", "london", "berlin", "sydney", "lima", "oslo"}
 _PLACE_PARAMS = ("city", "location", "place", "town", "country", "destination", "region")
 _OUTPUT_TOOL = "final_result"
 
@@ -326,6 +327,9 @@ def _places(prompt: str) -> list[str]:
         words = match.group(0).split()
         while words and words[0] in _SENTENCE_STARTERS:
             words = words[1:]
+        sentence_start = match.start() == 0 or prompt[: match.start()].rstrip()[-1:] in ".!?"
+        if sentence_start and len(words) == 1 and words[0].lower() not in _KNOWN_PLACES:
+            continue  # "Weather in Paris?": a capital at the start of a sentence is not a name
         while words and words[-1] in ("de", "del", "da", "do"):
             words = words[:-1]
         name = " ".join(words)
