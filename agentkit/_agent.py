@@ -172,13 +172,13 @@ class Conversation:
         conversation = cls(messages)
         if isinstance(raw, dict) and raw.get("usage"):
             conversation.usage = Usage.model_validate(raw["usage"])
-        check_messages(conversation.to_wire())
+        conversation.check()
         return conversation
 
     def check(self) -> None:
-        """Raise :class:`HistoryError` (with the message index) if the API would reject this history."""
-        if self._messages:
-            check_messages(self.to_wire())
+        """Raise :class:`HistoryError` (with the message index) if the API would reject this history
+        when the next user turn is added to it."""
+        _check_stored(self.to_wire())
 
     def repair(self) -> int:
         """Answer every orphaned ``tool_use`` with an error result; returns how many were answered."""
@@ -222,6 +222,8 @@ class Agent(Generic[DepsT, OutputT]):
             ``tool_choice`` has ``disable_parallel_tool_use``.
         loop_limit: the same tool with the same input this many times in a row is refused; a second
             strike stops the run with :class:`ToolLoopError`. ``None`` disables the guard.
+        tool_retries: a tool whose input fails validation this many times in a row is disabled for the
+            rest of the run; the last error result says so (``None``: no limit).
         cache: add prompt-caching breakpoints on the tools, the system prompt and the latest turn.
         stream: use streaming requests in :meth:`run` too (``stream()`` always streams).
         hooks: :class:`Hooks` around requests and tool calls.
@@ -253,6 +255,7 @@ class Agent(Generic[DepsT, OutputT]):
         tool_timeout: float | None = None,
         parallel_tool_calls: bool = True,
         loop_limit: int | None = 3,
+        tool_retries: int | None = 3,
         cache: bool = False,
         stream: bool = False,
         hooks: Hooks | None = None,
@@ -291,6 +294,7 @@ class Agent(Generic[DepsT, OutputT]):
         self.tool_timeout = tool_timeout
         self.parallel_tool_calls = parallel_tool_calls
         self.loop_limit = loop_limit
+        self.tool_retries = tool_retries
         self.cache = cache
         self.stream_requests = stream
         self.hooks = hooks or Hooks()
@@ -701,6 +705,12 @@ class Agent(Generic[DepsT, OutputT]):
         results: list[ToolResultBlock | None] = [None] * len(tool_uses)
         finished: list[tuple[ToolUseBlock, ToolResultBlock, float]] = []
         blocked = loop_guard.check(tool_uses)
+        names = {t.id: t.name for t in tool_uses}
+        for bad in message.invalid_tool_inputs:  # input that is not a JSON object: never run
+            blocked[bad.id] = (
+                f"not run: the input for {names.get(bad.id, 'this tool')} was not a valid JSON object "
+                f"(got {bad.raw[:80]!r}). Call it again with an object matching its schema."
+            )
         if blocked:
             log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="refuse")
 
@@ -759,6 +769,12 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> ToolResultBlock:
         if blocked is not None:
             return _error_result(tool_use.id, blocked)
+        if tool_use.name in state.disabled_tools:
+            return _error_result(
+                tool_use.id,
+                f"refused: {tool_use.name} is disabled for the rest of this run after "
+                f"{self.tool_retries} invalid inputs in a row. Answer without it.",
+            )
         if self.hooks.before_tool_call is not None:
             decision = await _maybe_await(self.hooks.before_tool_call(ctx, tool_use))
             if isinstance(decision, Deny):
@@ -784,11 +800,39 @@ class Agent(Generic[DepsT, OutputT]):
                     result = _error_result(tool_use.id, f"tool timed out after {self.tool_timeout:g}s")
             else:
                 result = await self.toolset.run(tool_use, ctx)
+        result = self._retry_budget(tool_use, result, state, ctx)
         if self.hooks.after_tool_call is not None:
             replaced = await _maybe_await(self.hooks.after_tool_call(ctx, tool_use, result))
             if isinstance(replaced, ToolResultBlock):
                 result = replaced
         return result
+
+    def _retry_budget(
+        self, tool_use: ToolUseBlock, result: ToolResultBlock, state: _RunState, ctx: RunContext[Any]
+    ) -> ToolResultBlock:
+        """Count invalid inputs per tool; the last allowed failure says the tool is now disabled."""
+        if self.tool_retries is None or tool_use.name == _OUTPUT_TOOL:
+            return result
+        content = result.content
+        invalid = (
+            bool(result.is_error)
+            and isinstance(content, str)
+            and content.startswith(f"Invalid input for {tool_use.name}:")
+        )
+        if not invalid:
+            state.invalid_inputs.pop(tool_use.name, None)
+            return result
+        count = state.invalid_inputs.get(tool_use.name, 0) + 1
+        state.invalid_inputs[tool_use.name] = count
+        if count < self.tool_retries:
+            return result
+        state.disabled_tools.add(tool_use.name)
+        ctx.log.warning("guard.tool_retries", tool=tool_use.name, tool_use_id=tool_use.id, failures=count)
+        final = (
+            f"{content}\nThis was the last attempt allowed ({count} invalid inputs in a row): "
+            f"{tool_use.name} is now disabled for the rest of this run. Answer without it."
+        )
+        return result.model_copy(update={"content": final})
 
 
 class AgentStream(Generic[OutputT]):
@@ -822,7 +866,16 @@ class AgentStream(Generic[OutputT]):
 class _RunState:
     """The history of one run, as models (for the user) and as wire dicts (sent every turn, built once)."""
 
-    __slots__ = ("conversation", "output_outcome", "pending_pause", "turns", "usage", "wire")
+    __slots__ = (
+        "conversation",
+        "disabled_tools",
+        "invalid_inputs",
+        "output_outcome",
+        "pending_pause",
+        "turns",
+        "usage",
+        "wire",
+    )
 
     def __init__(self, conversation: Conversation) -> None:
         self.conversation = conversation
@@ -831,6 +884,8 @@ class _RunState:
         self.usage = Usage()
         self.pending_pause = False
         self.output_outcome: tuple[bool, Any] | None = None
+        self.invalid_inputs: dict[str, int] = {}
+        self.disabled_tools: set[str] = set()
 
     def _push(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages.append(param)
@@ -971,6 +1026,16 @@ def _as_params(messages: Iterable[MessageParam | Mapping[str, Any]]) -> list[Mes
     return _message_params_adapter.validate_python(
         [m if isinstance(m, MessageParam) else dict(m) for m in items]
     )
+
+
+def _check_stored(wire: list[dict[str, Any]]) -> None:
+    """Check a stored history. A final assistant turn is a finished answer, not a prefill: check it as
+    the API will see it, with the next user turn after it (so an unanswered tool_use still fails)."""
+    if not wire:
+        return
+    if wire[-1].get("role") == "assistant":
+        wire = [*wire, {"role": "user", "content": "(next turn)"}]
+    check_messages(wire)
 
 
 def _count_results(message: Mapping[str, Any]) -> int:

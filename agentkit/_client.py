@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import os
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -26,6 +28,7 @@ from ._exceptions import (
 from ._logging import _register_secret
 from ._sse import MessageAccumulator, SSEDecoder
 from .types import (
+    InvalidToolInput,
     Message,
     MessageParam,
     StreamEvent,
@@ -137,10 +140,11 @@ class Client:
         # Our own pool is (re)created on demand, so a client closed at the end of one event loop
         # (``Agent.run_sync``) works again in the next one.
         if self._http_client is None or (self._own_http and self._http_client.is_closed):
+            limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
             self._http_client = httpx2.AsyncClient(
-                transport=self._transport,
+                transport=self._transport if self._transport is not None else _ShardedPool(limits),
                 timeout=self.timeout,
-                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
+                limits=limits,
             )
         return self._http_client
 
@@ -466,16 +470,22 @@ class MessageStream:
                     self._response = response
                     self._accumulator = MessageAccumulator(_request_id(response))
                     return
+                broken = False
                 try:
                     raw = await response.aread()
                 except httpx2.TransportError as exc:
-                    raw = b""
+                    raw, broken = b"", True
                     error = APIConnectionError(f"connection to {url} broke: {type(exc).__name__}")
                     error.__cause__ = exc
                 finally:
                     await response.aclose()
                 if response.status_code >= 400:
                     error = _status_error(response, raw)
+                elif not raw and not broken:
+                    raise ProtocolError(
+                        f"expected an event stream from {url}, got an empty {response.status_code} answer",
+                        request_id=_request_id(response),
+                    )
                 elif raw:
                     # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
                     try:
@@ -557,6 +567,89 @@ class MessageStream:
             else:
                 raise RuntimeError("the stream was not consumed to the end")
         return self.message
+
+
+# --- transport -------------------------------------------------------------------------------
+
+_SHARD_CONNECTIONS = 32
+
+
+class _ShardedPool(httpx2.AsyncBaseTransport):
+    """The default transport: the connection limits split over several httpcore pools.
+
+    httpcore's pool walks every connection it holds on each request and response (``has_expired``
+    polls each idle socket), so one pool with N live connections costs O(N) per request: O(N²) for N
+    concurrent runs. Shards of at most ``_SHARD_CONNECTIONS`` connections keep that cost flat. A
+    request goes to the shard with the fewest requests in flight, so sequential use stays on the first
+    shard (reusing its keep-alive connection), and a request waits for a connection only when every
+    shard is full: the total limits are the ones given.
+    """
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        total = limits.max_connections
+        count = 1 if total is None else max(1, -(-total // _SHARD_CONNECTIONS))
+        keepalive = limits.max_keepalive_connections
+        ssl_context = _default_ssl_context()  # loading the CA store costs ~25 ms: once, not per shard
+        self._pools = [
+            httpx2.AsyncHTTPTransport(
+                verify=ssl_context,
+                limits=httpx2.Limits(
+                    max_connections=None if total is None else _share(total, count, i),
+                    max_keepalive_connections=None if keepalive is None else _share(keepalive, count, i),
+                    keepalive_expiry=limits.keepalive_expiry,
+                ),
+            )
+            for i in range(count)
+        ]
+        self._in_flight = [0] * count
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        in_flight = self._in_flight
+        index = in_flight.index(min(in_flight)) if len(in_flight) > 1 else 0
+        in_flight[index] += 1
+        try:
+            response = await self._pools[index].handle_async_request(request)
+        except BaseException:
+            in_flight[index] -= 1
+            raise
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _CountedStream(response.stream, in_flight, index)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    return httpx2.create_ssl_context()
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split into ``parts`` near-equal integers (they sum to ``total``)."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+class _CountedStream(httpx2.AsyncByteStream):
+    """A response body that marks its request done (for shard selection) once closed."""
+
+    __slots__ = ("_counts", "_index", "_open", "_stream")
+
+    def __init__(self, stream: httpx2.AsyncByteStream, counts: list[int], index: int) -> None:
+        self._stream = stream
+        self._counts = counts
+        self._index = index
+        self._open = True
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._counts[self._index] -= 1
+        await self._stream.aclose()
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -730,7 +823,27 @@ def _parse_message(data: Any, response: httpx2.Response) -> Message:
             "the answer is not a Message (no content); is base_url a Messages API endpoint?",
             request_id=_request_id(response),
         )
+    invalid = _isolate_invalid_tool_inputs(data)
     try:
-        return Message.model_validate(data)
+        message = Message.model_validate(data)
     except ValueError as exc:
         raise ProtocolError(f"malformed Message: {exc}", request_id=_request_id(response)) from exc
+    message._invalid_tool_inputs = invalid
+    return message
+
+
+def _isolate_invalid_tool_inputs(data: dict[str, Any]) -> list[InvalidToolInput]:
+    """A ``tool_use`` whose ``input`` is not an object must not sink the whole Message: it keeps
+    ``input: {}`` (so the history stays valid), is flagged, and is never run."""
+    invalid: list[InvalidToolInput] = []
+    content = data.get("content")
+    if not isinstance(content, list):
+        return invalid
+    for index, block in enumerate(content):
+        if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
+            value = block.get("input", {})
+            if not isinstance(value, dict):
+                raw = json.dumps(value, ensure_ascii=False)
+                content[index] = {**block, "input": {}}
+                invalid.append(InvalidToolInput(index=index, id=str(block.get("id", "")), raw=raw))
+    return invalid

@@ -117,7 +117,8 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers must follow a later configure_logging() or capture_logs().
+        cache_logger_on_first_use=False,
     )
 
 

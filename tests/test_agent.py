@@ -558,3 +558,24 @@ def test_run_sync() -> None:
     with LocalServer(policy=Script([reply.text("hello")])) as server:
         result = make_agent(server).run_sync("hi")
     assert result.text == "hello"
+
+
+async def test_per_tool_retry_budget_disables_a_tool_after_repeated_invalid_input() -> None:
+    bad = [reply.tool_use("get_weather", {"town": f"x{i}"}) for i in range(4)]
+    with LocalServer(policy=Script([*bad, reply.text("gave up")])) as server:
+        result = await make_agent(server, tool_retries=2).run("weather?")
+    results = [
+        b
+        for m in result.messages
+        if m.role == "user" and not isinstance(m.content, str)
+        for b in m.content
+        if isinstance(b, ToolResultBlock)
+    ]
+    texts = [str(r.content) for r in results]
+    assert all(r.is_error for r in results)
+    assert "city" in texts[0]
+    assert "last attempt" not in texts[0]  # a retryable failure...
+    assert "last attempt allowed" in texts[1]  # ...is distinguishable from the final one
+    assert texts[2].startswith("refused: get_weather is disabled")
+    assert calls == []
+    assert result.text == "gave up"
