@@ -20,11 +20,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, M
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, cast
+from typing import Any, Generic, Literal, Self, cast
 
 import anyio
-import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
 from ._client import Client
 from ._context import RunContext
@@ -50,6 +50,7 @@ from ._exceptions import (
     ToolLoopError,
 )
 from ._history import check_messages, check_thinking_history, repair_history
+from ._logging import get_logger
 from ._schema import clean_json_schema, format_validation_error
 from ._tool import Tool, Toolset
 from .types import (
@@ -65,10 +66,10 @@ from .types import (
 
 __all__ = ["Agent", "AgentStream", "Conversation", "Deny", "Hooks", "RunResult"]
 
-DepsT = TypeVar("DepsT")
-OutputT = TypeVar("OutputT")
+# Defaults (PEP 696) let `Agent(..., output_type=X)` type-check without spelling out the deps type.
+DepsT = TypeVar("DepsT", default=None)
+OutputT = TypeVar("OutputT", default=None)
 
-_log = structlog.get_logger("agentkit")
 
 _WRAP_UP_PROMPT = (
     "You have reached the limit of steps for this task. Do not call any more tools: answer now with "
@@ -391,7 +392,7 @@ class Agent(Generic[DepsT, OutputT]):
         stream: bool,
     ) -> AsyncGenerator[AgentEvent, None]:
         run_id = f"run_{uuid.uuid4().hex[:16]}"
-        log = _log.bind(run_id=run_id, model=self.model)
+        log = get_logger("agentkit").bind(run_id=run_id, model=self.model)
         conversation = history if isinstance(history, Conversation) else Conversation(history or ())
         state = _RunState(conversation)
         state.add_prompt(prompt)

@@ -15,7 +15,6 @@ from typing import Any, Literal, Self
 
 import anyio
 import httpx2
-import structlog
 
 from ._exceptions import (
     APIConnectionError,
@@ -25,7 +24,7 @@ from ._exceptions import (
     ProtocolError,
     _make_status_error,
 )
-from ._logging import _register_secret
+from ._logging import _register_secret, get_logger
 from ._sse import MessageAccumulator, SSEDecoder
 from .types import (
     InvalidToolInput,
@@ -42,7 +41,6 @@ __all__ = ["Client", "MessageStream", "Provider"]
 Provider = Literal["anthropic", "poyo", "toapis"]
 AuthStyle = Literal["x-api-key", "bearer"]
 
-_log = structlog.get_logger("agentkit.client")
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -367,7 +365,7 @@ class Client:
             delay = self._retry_delay(error, attempt)
             if delay is None:
                 raise error
-            _log.info(
+            get_logger("agentkit.client").info(
                 "model.retry",
                 attempt=attempt + 1,
                 delay=round(delay, 3),
@@ -506,7 +504,7 @@ class MessageStream:
             delay = client._retry_delay(error, attempt)
             if delay is None:
                 raise error
-            _log.info(
+            get_logger("agentkit.client").info(
                 "model.retry",
                 attempt=attempt + 1,
                 delay=round(delay, 3),

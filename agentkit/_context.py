@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import structlog
-
+from ._logging import get_logger
 from .types import Usage
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ def _new_run_id() -> str:
 
 
 def _default_logger() -> Any:
-    return structlog.get_logger("agentkit.tool")
+    return get_logger("agentkit.tool")
 
 
 @dataclass

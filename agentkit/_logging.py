@@ -16,7 +16,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "redact_secrets"]
+__all__ = ["configure_logging", "get_logger", "redact_secrets"]
 
 _REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
@@ -27,6 +27,25 @@ _SECRET_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+
+
+def get_logger(name: str) -> Any:
+    """agentkit's loggers: structlog's own once the application configured structlog (or a test
+    captures logs); until then only warnings and errors reach stderr, so an unconfigured library
+    stays quiet — like the standard library's last-resort handler — and does no work for info lines."""
+    if structlog.is_configured():
+        return structlog.get_logger(name)
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[
+            redact_secrets,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_name=name,
+    )
 
 
 def _register_secret(value: str) -> None:

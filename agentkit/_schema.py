@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 import docstring_parser
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.errors import PydanticUserError
 from pydantic.fields import FieldInfo
@@ -29,6 +28,7 @@ from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from ._context import RunContext
 from ._exceptions import ToolDefinitionError
+from ._logging import get_logger
 
 __all__ = [
     "TOOL_NAME_PATTERN",
@@ -400,7 +400,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _warn_undocumented(tool_name: str, schema: dict[str, Any]) -> None:
-    log = structlog.get_logger("agentkit.tool")
+    log = get_logger("agentkit.tool")
     for name, prop in schema["properties"].items():
         if not isinstance(prop, dict) or not prop.get("description"):
             log.warning("tool.schema.undocumented_parameter", tool=tool_name, parameter=name)

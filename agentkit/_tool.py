@@ -21,11 +21,11 @@ from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, over
 import anyio
 import anyio.to_thread
 import pydantic_core
-import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from ._context import RunContext
 from ._exceptions import ToolDefinitionError, ToolError
+from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
 from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
 
@@ -48,7 +48,7 @@ _UNBOUND: Any = object()
 
 
 def _logger() -> Any:
-    return structlog.get_logger("agentkit.tool")
+    return get_logger("agentkit.tool")
 
 
 # --- images ------------------------------------------------------------------------------------

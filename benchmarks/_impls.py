@@ -1,0 +1,250 @@
+"""The implementations under test, each as ``make_impl(name, ...)`` -> object with ``run()`` and ``aclose()``.
+
+- ``raw``: a minimal hand-written httpx2 loop (POST /v1/messages, parse JSON, run the tools concurrently,
+  append the tool_result turn, repeat until end_turn); with ``stream=True`` raw httpx2 streaming plus a
+  minimal SSE parse.
+- ``agentkit``: ``Agent(client, model=..., tools=[get_weather], stream=...).run(prompt)``.
+- ``anthropic``: the official SDK's ``beta.messages.tool_runner`` (``thread=False``, see README).
+- ``pydantic-ai``: ``pydantic_ai.Agent`` with ``AnthropicModel`` / ``AnthropicProvider(base_url=...)``.
+
+Every ``run()`` returns the final text so the caller can check the run really went through T tool turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Protocol
+
+import httpx2
+
+MODEL = "claude-sonnet-4-6"
+API_KEY = "sk-test"
+PROMPT = "What's the weather in Tokyo, Paris and London?"
+MAX_TOKENS = 1024
+TOOL_DESCRIPTION = "Get the current weather for a city."
+
+TOOL_SLEEP = 0.0  # set by the worker before any run (seconds each get_weather call sleeps)
+
+
+async def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: the city name, e.g. Tokyo.
+    """
+    if TOOL_SLEEP:
+        await asyncio.sleep(TOOL_SLEEP)
+    return f"{city}: 21°C, sunny"
+
+
+RAW_TOOLS = [
+    {
+        "name": "get_weather",
+        "description": TOOL_DESCRIPTION,
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "the city name, e.g. Tokyo."}},
+            "required": ["city"],
+        },
+    }
+]
+
+
+class Impl(Protocol):
+    async def run(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+def http_client(max_connections: int, *, sharded: bool = False) -> httpx2.AsyncClient:
+    """A pool for ``max_connections``; ``sharded`` uses agentkit's default transport (several small
+    httpcore pools, see ``agentkit._client._ShardedPool``) when this agentkit version has it."""
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    transport = None
+    if sharded:
+        from agentkit import _client
+
+        pool = getattr(_client, "_ShardedPool", None)
+        transport = pool(limits) if pool is not None else None
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(600.0, connect=60.0), limits=limits, transport=transport)
+
+
+class Raw:
+    """The baseline: what a careful user would write by hand with httpx2 and no framework."""
+
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        self.http = http_client(max_connections)
+        self.url = base_url + "/v1/messages"
+        self.stream = stream
+        self.headers = {
+            "x-api-key": API_KEY,
+            "anthropic-version": "2023-06-01",
+            "content-type": "application/json",
+        }
+
+    async def run(self) -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
+        while True:
+            body = {"model": MODEL, "max_tokens": MAX_TOKENS, "tools": RAW_TOOLS, "messages": messages}
+            content = json.dumps(body).encode()
+            if self.stream:
+                blocks, stop_reason = await self._stream(content)
+            else:
+                response = await self.http.post(self.url, content=content, headers=self.headers)
+                response.raise_for_status()
+                data = response.json()
+                blocks, stop_reason = data["content"], data["stop_reason"]
+            messages.append({"role": "assistant", "content": blocks})
+            if stop_reason != "tool_use":
+                return "".join(b["text"] for b in blocks if b["type"] == "text")
+            uses = [b for b in blocks if b["type"] == "tool_use"]
+            outputs = await asyncio.gather(*(get_weather(**u["input"]) for u in uses))
+            messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": u["id"], "content": out}
+                        for u, out in zip(uses, outputs, strict=True)
+                    ],
+                }
+            )
+
+    async def _stream(self, content: bytes) -> tuple[list[dict[str, Any]], str | None]:
+        blocks: list[dict[str, Any]] = []
+        partial: dict[int, list[str]] = {}
+        stop_reason = None
+        headers = {**self.headers, "accept": "text/event-stream"}
+        body = content[:-1] + b',"stream":true}'
+        async with self.http.stream("POST", self.url, content=body, headers=headers) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                kind = event["type"]
+                if kind == "content_block_delta":
+                    delta = event["delta"]
+                    if delta["type"] == "text_delta":
+                        blocks[event["index"]]["text"] += delta["text"]
+                    elif delta["type"] == "input_json_delta":
+                        partial.setdefault(event["index"], []).append(delta["partial_json"])
+                elif kind == "content_block_start":
+                    blocks.append(dict(event["content_block"]))
+                elif kind == "content_block_stop":
+                    parts = partial.pop(event["index"], None)
+                    if parts:
+                        blocks[event["index"]]["input"] = json.loads("".join(parts))
+                elif kind == "message_delta":
+                    stop_reason = event["delta"].get("stop_reason")
+                elif kind == "error":
+                    raise RuntimeError(event)
+        return blocks, stop_reason
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class AgentKit:
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        import agentkit
+
+        try:
+            from agentkit import Agent  # type: ignore[attr-defined]
+        except ImportError:
+            from agentkit._agent import Agent
+        self.http: httpx2.AsyncClient | None = None
+        if max_connections > 1000:  # the Client's own pool allows 1000 connections
+            self.http = http_client(max_connections, sharded=True)
+        self.client = agentkit.Client(api_key=API_KEY, base_url=base_url, http_client=self.http)
+        self.agent: Any = Agent(
+            self.client, model=MODEL, tools=[get_weather], max_tokens=MAX_TOKENS, stream=stream
+        )
+
+    async def run(self) -> str:
+        result = await self.agent.run(PROMPT)
+        return str(result.text)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+
+
+class AnthropicSDK:
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        from anthropic import AsyncAnthropic, beta_async_tool
+
+        self.http = http_client(max_connections)
+        self.client = AsyncAnthropic(api_key=API_KEY, base_url=base_url, http_client=self.http)
+        self.tool = beta_async_tool(get_weather)
+        self.stream = stream
+
+    async def run(self) -> str:
+        # thread=False: the runner's default ``thread: {"type": "create"}`` (message-threads beta) is
+        # rejected by the local server with a 400 "thread: Extra inputs are not permitted".
+        runner: Any = self.client.beta.messages.tool_runner(
+            model=MODEL,
+            max_tokens=MAX_TOKENS,
+            messages=[{"role": "user", "content": PROMPT}],
+            tools=[self.tool],
+            thread=False,
+            stream=self.stream,
+        )
+        if self.stream:
+            async for stream in runner:
+                async for _event in stream:
+                    pass
+        message = await runner.until_done()
+        return "".join(getattr(b, "text", "") for b in message.content)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+        await self.http.aclose()
+
+
+class PydanticAI:
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        from pydantic_ai import Agent
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        self.http = http_client(max_connections)
+        provider = AnthropicProvider(api_key=API_KEY, base_url=base_url, http_client=self.http)
+        model = AnthropicModel(MODEL, provider=provider)
+        self.agent: Any = Agent(model, tools=[get_weather], model_settings={"max_tokens": MAX_TOKENS})
+        self.stream = stream
+
+    async def run(self) -> str:
+        if self.stream:
+            async with self.agent.run_stream(PROMPT) as result:
+                return str(await result.get_output())
+        result = await self.agent.run(PROMPT)
+        return str(result.output)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+IMPLS: dict[str, type[Any]] = {
+    "raw": Raw,
+    "agentkit": AgentKit,
+    "anthropic": AnthropicSDK,
+    "pydantic-ai": PydanticAI,
+}
+PEERS = {"anthropic": "anthropic", "pydantic-ai": "pydantic_ai"}
+
+
+def available(name: str) -> bool:
+    """True when the implementation's package is importable (peers come with the ``bench`` extra)."""
+    module = PEERS.get(name)
+    if module is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def make_impl(name: str, base_url: str, *, stream: bool, max_connections: int = 1000) -> Impl:
+    impl: Impl = IMPLS[name](base_url, stream=stream, max_connections=max_connections)
+    return impl

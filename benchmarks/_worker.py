@@ -1,0 +1,112 @@
+"""A measuring process, started by ``benchmarks.run`` (one JSON spec in argv[1], one JSON line out).
+
+Runs in its own interpreter so peak RSS (``ru_maxrss``, a high-water mark) and CPU time belong to the
+code under test only; the server is yet another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from . import _impls
+
+
+def _logging_off() -> None:
+    """Logging at "warning" for the measured code: agentkit's info events are filtered by structlog's
+    level-filtering bound logger (the cheapest path, as in a production app logging warnings only)."""
+    try:
+        from agentkit import configure_logging  # type: ignore[attr-defined]
+    except ImportError:
+        from agentkit._logging import configure_logging
+    configure_logging(level="warning")
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)  # peers log through stdlib logging
+
+
+def _check(text: str, tool_turns: int) -> None:
+    if not text.startswith(f"Done after {tool_turns} tool turns"):
+        raise RuntimeError(f"unexpected final text: {text[:200]!r}")
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+async def cpu(spec: dict[str, Any]) -> dict[str, Any]:
+    """Sequential runs, impls interleaved per round: CPU seconds per model turn for each round."""
+    tool_turns, runs, rounds = spec["tool_turns"], spec["runs"], spec["rounds"]
+    impls = {name: _impls.make_impl(name, spec["url"], stream=spec["stream"]) for name in spec["impls"]}
+    turns = runs * (tool_turns + 1)
+    out: dict[str, Any] = {name: {"cpu_per_turn_us": [], "wall_per_run_ms": []} for name in impls}
+    try:
+        for impl in impls.values():  # warm-up: connections, caches, lazy imports
+            for _ in range(spec.get("warmup", 5)):
+                _check(await impl.run(), tool_turns)
+        for _ in range(rounds):
+            for name, impl in impls.items():
+                gc.collect()
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                for _ in range(runs):
+                    _check(await impl.run(), tool_turns)
+                cpu1, wall1 = time.process_time(), time.perf_counter()
+                out[name]["cpu_per_turn_us"].append((cpu1 - cpu0) / turns * 1e6)
+                out[name]["wall_per_run_ms"].append((wall1 - wall0) / runs * 1e3)
+    finally:
+        for impl in impls.values():
+            await impl.aclose()
+    return out
+
+
+async def concurrent(spec: dict[str, Any]) -> dict[str, Any]:
+    """N runs at once: wall time, errors, peak RSS (and its growth over the warmed-up baseline)."""
+    n, tool_turns = spec["n"], spec["tool_turns"]
+    impl = _impls.make_impl(spec["impl"], spec["url"], stream=False, max_connections=n + 100)
+    try:
+        _check(await impl.run(), tool_turns)  # warm-up (imports, first connection)
+        gc.collect()
+        rss_before = _maxrss_mb()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        results = await asyncio.gather(*(impl.run() for _ in range(n)), return_exceptions=True)
+        wall = time.perf_counter() - wall0
+        cpu_s = time.process_time() - cpu0
+        rss_after = _maxrss_mb()
+    finally:
+        await impl.aclose()
+    errors: list[str] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            errors.append(f"{type(result).__name__}: {result}"[:300])
+        else:
+            try:
+                _check(result, tool_turns)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "errors": len(errors),
+        "first_errors": sorted(set(errors))[:3],
+        "peak_rss_mb": rss_after,
+        "baseline_rss_mb": rss_before,
+        "rss_per_run_kb": (rss_after - rss_before) * 1024.0 / n,
+    }
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    _impls.TOOL_SLEEP = spec.get("tool_sleep", 0.0)
+    _logging_off()
+    mode = {"cpu": cpu, "concurrent": concurrent}[spec["mode"]]
+    result = asyncio.run(mode(spec))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
