@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import time
 import uuid
@@ -42,6 +43,7 @@ from ._events import (
 from ._exceptions import (
     AgentRunError,
     ConfigurationError,
+    HistoryError,
     MaxTurnsExceeded,
     OutputValidationError,
     RefusalError,
@@ -430,7 +432,7 @@ class Agent(Generic[DepsT, OutputT]):
                 ctx.usage = state.usage
                 if self.hooks.before_request is not None:
                     await _maybe_await(self.hooks.before_request(ctx, body))
-                self._check_history(body["messages"], log)
+                self._check_history(body["messages"], log, state)
                 log.info(
                     "model.request",
                     turn=ctx.turn,
@@ -615,11 +617,24 @@ class Agent(Generic[DepsT, OutputT]):
             usage=state.usage,
         )
 
-    def _check_history(self, wire: list[dict[str, Any]], log: Any) -> None:
+    def _check_history(self, wire: list[dict[str, Any]], log: Any, state: _RunState) -> None:
+        # The whole history is checked before the first request; after that only the part that may
+        # have changed (from the last user turn already checked), so a long run does not re-walk it.
+        start = 0
+        if state.checked:
+            start = min(state.checked, len(wire)) - 1
+            while start > 0 and wire[start].get("role") != "user":
+                start -= 1
         try:
-            check_messages(wire)
+            try:
+                check_messages(wire[start:] if start else wire)
+            except HistoryError:
+                if not start:
+                    raise
+                check_messages(wire)  # report the error with indexes of the whole history
             if self._thinking_on:
                 check_thinking_history(wire, True)
+            state.checked = len(wire)
         except Exception as exc:
             log.error("guard.history", error=str(exc), index=getattr(exc, "index", None))
             raise
@@ -715,28 +730,32 @@ class Agent(Generic[DepsT, OutputT]):
         if blocked:
             log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="refuse")
 
+        verbose = _info_enabled(log)
+
         async def call(index: int, tool_use: ToolUseBlock) -> None:
             started = time.perf_counter()
-            log.info(
-                "tool.call.start",
-                turn=state.turns,
-                tool=tool_use.name,
-                tool_use_id=tool_use.id,
-                input=_preview(tool_use.input),
-            )
+            if verbose:
+                log.info(
+                    "tool.call.start",
+                    turn=state.turns,
+                    tool=tool_use.name,
+                    tool_use_id=tool_use.id,
+                    input=_preview(tool_use.input),
+                )
             result = await self._call_tool(tool_use, ctx, state, blocked.get(tool_use.id))
             duration = time.perf_counter() - started
             results[index] = result
             finished.append((tool_use, result, duration))
-            log.info(
-                "tool.call.end",
-                turn=state.turns,
-                tool=tool_use.name,
-                tool_use_id=tool_use.id,
-                duration_ms=round(duration * 1000, 2),
-                is_error=bool(result.is_error),
-                output=_preview(result.content),
-            )
+            if verbose:
+                log.info(
+                    "tool.call.end",
+                    turn=state.turns,
+                    tool=tool_use.name,
+                    tool_use_id=tool_use.id,
+                    duration_ms=round(duration * 1000, 2),
+                    is_error=bool(result.is_error),
+                    output=_preview(result.content),
+                )
 
         parallel = self.parallel_tool_calls and not _parallel_disabled(self.tool_choice)
         try:
@@ -868,6 +887,7 @@ class _RunState:
     """The history of one run, as models (for the user) and as wire dicts (sent every turn, built once)."""
 
     __slots__ = (
+        "checked",
         "conversation",
         "disabled_tools",
         "invalid_inputs",
@@ -886,6 +906,7 @@ class _RunState:
         self.pending_pause = False
         self.output_outcome: tuple[bool, Any] | None = None
         self.invalid_inputs: dict[str, int] = {}
+        self.checked = 0  # how many messages the last history check covered
         self.disabled_tools: set[str] = set()
 
     def _push(self, param: MessageParam, wire: dict[str, Any]) -> None:
@@ -960,7 +981,7 @@ class _LoopGuard:
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self.last_key: str | None = None
+        self.last_key: tuple[str, dict[str, Any]] | None = None
         self.last_name = ""
         self.repeats = 0
         self.strikes = 0
@@ -973,7 +994,7 @@ class _LoopGuard:
         for tool_use in tool_uses:
             if tool_use.name == _OUTPUT_TOOL:  # bounded by output_retries instead
                 continue
-            key = tool_use.name + "\x00" + json.dumps(tool_use.input, sort_keys=True, default=str)
+            key = (tool_use.name, tool_use.input)
             if key == self.last_key:
                 self.repeats += 1
             else:
@@ -1074,6 +1095,17 @@ def _with_last_turn_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str,
             blocks[i] = {**blocks[i], "cache_control": {"type": "ephemeral"}}
             break
     return [*messages[:-1], {**last, "content": blocks}]
+
+
+def _info_enabled(log: Any) -> bool:
+    """Whether info events of this logger go anywhere (filtering loggers answer; others: assume yes)."""
+    check = getattr(log, "is_enabled_for", None)
+    if not callable(check):
+        return True
+    try:
+        return bool(check(logging.INFO))
+    except Exception:  # a custom logger without level support
+        return True
 
 
 def _preview(value: Any) -> str:

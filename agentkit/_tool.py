@@ -307,8 +307,11 @@ class Tool(Generic[P, R]):
         log = getattr(ctx, "log", None) or _logger()
         scope: anyio.CancelScope | None = None
         try:
-            with anyio.fail_after(self.timeout) as scope:
+            if self.timeout is None:  # no cancel scope when there is no deadline: it costs on every call
                 value = await self._invoke(args, kwargs)
+            else:
+                with anyio.fail_after(self.timeout) as scope:
+                    value = await self._invoke(args, kwargs)
         except Exception as exc:
             problem = _single(exc)
             if isinstance(problem, ToolError):
