@@ -9,9 +9,10 @@ import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import httpx2
@@ -54,6 +55,7 @@ _PROVIDER_AUTH: dict[str, AuthStyle] = {"anthropic": "x-api-key", "poyo": "x-api
 _PROVIDER_BASE_URL: dict[str, str | None] = {"anthropic": DEFAULT_BASE_URL, "poyo": None, "toapis": None}
 
 _RETRY_STATUS = frozenset({408, 409, 429})
+_T = TypeVar("_T")
 
 
 class _Secret:
@@ -88,6 +90,8 @@ class Client:
         max_retries: retries after the first attempt for retryable failures (default 2).
         http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
         transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
+        max_connections: the connection pool's size (the pool is sharded, so thousands stay cheap);
+            requests beyond it wait for a free connection.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        max_connections: int = 1000,
     ) -> None:
         if provider is not None and provider not in _PROVIDER_AUTH:
             raise ConfigurationError(
@@ -132,13 +137,19 @@ class Client:
         self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be >= 1")
+        self._max_connections = max_connections
 
     @property
     def _http(self) -> httpx2.AsyncClient:
         # Our own pool is (re)created on demand, so a client closed at the end of one event loop
         # (``Agent.run_sync``) works again in the next one.
         if self._http_client is None or (self._own_http and self._http_client.is_closed):
-            limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
+            limits = httpx2.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=min(200, self._max_connections),
+            )
             self._http_client = httpx2.AsyncClient(
                 transport=self._transport if self._transport is not None else _ShardedPool(limits),
                 timeout=self.timeout,
@@ -332,48 +343,48 @@ class Client:
     ) -> tuple[httpx2.Response, Any]:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         url = self.base_url + path
-        attempt = 0
-        while True:
-            try:
+
+        async def attempt(number: int) -> tuple[httpx2.Response, Any]:
+            async with _transport_errors(url):
                 response = await self._http.post(
                     url,
                     content=content,
-                    headers=self._headers_for(attempt, extra_headers),
+                    headers=self._headers_for(number, extra_headers),
                     timeout=_as_timeout(timeout) if timeout is not None else self.timeout,
                 )
-            except httpx2.TimeoutException as exc:
-                error: Exception = APITimeoutError(f"no answer from {url} within the timeout")
-                error.__cause__ = exc
-            except httpx2.TransportError as exc:
-                error = APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-            else:
-                if response.status_code < 400:
-                    try:
-                        data = response.json()
-                    except ValueError as exc:
-                        raise ProtocolError(
-                            f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
-                            request_id=_request_id(response),
-                        ) from exc
-                    try:
-                        return response, _unwrap_envelope(data, response)
-                    except APIStatusError as exc:
-                        error = exc
-                else:
-                    error = _status_error(response, response.content)
-            delay = self._retry_delay(error, attempt)
-            if delay is None:
-                raise error
-            get_logger("agentkit.client").info(
-                "model.retry",
-                attempt=attempt + 1,
-                delay=round(delay, 3),
-                error=type(error).__name__,
-                status=getattr(error, "status_code", None),
-            )
+            if response.status_code >= 400:
+                raise _status_error(response, response.content)
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise ProtocolError(
+                    f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
+                    request_id=_request_id(response),
+                ) from exc
+            return response, _unwrap_envelope(data, response)
+
+        return await self._with_retries(attempt)
+
+    async def _with_retries(self, attempt: Callable[[int], Awaitable[_T]], *, stream: bool = False) -> _T:
+        """Run ``attempt(n)`` until it returns, retrying the errors :meth:`_retry_delay` allows."""
+        number = 0
+        while True:
+            try:
+                return await attempt(number)
+            except (APIStatusError, APIConnectionError) as error:
+                delay = self._retry_delay(error, number)
+                if delay is None:
+                    raise
+                get_logger("agentkit.client").info(
+                    "model.retry",
+                    attempt=number + 1,
+                    delay=round(delay, 3),
+                    error=type(error).__name__,
+                    status=getattr(error, "status_code", None),
+                    stream=stream,
+                )
             await anyio.sleep(delay)
-            attempt += 1
+            number += 1
 
     def _retry_delay(self, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before retrying ``error``, or None when it must not be retried."""
@@ -444,9 +455,9 @@ class MessageStream:
         client = self._client
         content = json.dumps(self._body, ensure_ascii=False, separators=(",", ":")).encode()
         url = client.base_url + "/v1/messages"
-        attempt = 0
-        while True:
-            headers = client._headers_for(attempt, self._extra_headers)
+
+        async def attempt(number: int) -> None:
+            headers = client._headers_for(number, self._extra_headers)
             headers["accept"] = "text/event-stream"
             request = client._http.build_request(
                 "POST",
@@ -455,65 +466,37 @@ class MessageStream:
                 headers=headers,
                 timeout=_as_timeout(self._timeout) if self._timeout is not None else client.timeout,
             )
-            try:
+            async with _transport_errors(url):
                 response = await client._http.send(request, stream=True)
-            except httpx2.TimeoutException as exc:
-                error: Exception = APITimeoutError(f"no answer from {url} within the timeout")
-                error.__cause__ = exc
-            except httpx2.TransportError as exc:
-                error = APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-            else:
-                if response.status_code < 400 and _is_event_stream(response):
-                    self._response = response
-                    self._accumulator = MessageAccumulator(_request_id(response))
-                    return
-                broken = False
-                try:
+            if response.status_code < 400 and _is_event_stream(response):
+                self._response = response
+                self._accumulator = MessageAccumulator(_request_id(response))
+                return
+            try:
+                async with _transport_errors(url):
                     raw = await response.aread()
-                except httpx2.TransportError as exc:
-                    raw, broken = b"", True
-                    error = APIConnectionError(f"connection to {url} broke: {type(exc).__name__}")
-                    error.__cause__ = exc
-                finally:
-                    await response.aclose()
-                if response.status_code >= 400:
-                    error = _status_error(response, raw)
-                elif not raw and not broken:
-                    raise ProtocolError(
-                        f"expected an event stream from {url}, got an empty {response.status_code} answer",
-                        request_id=_request_id(response),
-                    )
-                elif raw:
-                    # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
-                    try:
-                        data = json.loads(raw)
-                        message = _parse_message(_unwrap_envelope(data, response), response)
-                    except ValueError as exc:
-                        raise ProtocolError(
-                            f"expected an event stream from {url}, got invalid JSON",
-                            request_id=_request_id(response),
-                        ) from exc
-                    except APIStatusError as exc:
-                        error = exc
-                    else:
-                        self._response = response
-                        self._accumulator = MessageAccumulator(_request_id(response))
-                        self._message = message
-                        return
-            delay = client._retry_delay(error, attempt)
-            if delay is None:
-                raise error
-            get_logger("agentkit.client").info(
-                "model.retry",
-                attempt=attempt + 1,
-                delay=round(delay, 3),
-                error=type(error).__name__,
-                status=getattr(error, "status_code", None),
-                stream=True,
-            )
-            await anyio.sleep(delay)
-            attempt += 1
+            finally:
+                await response.aclose()
+            if response.status_code >= 400:
+                raise _status_error(response, raw)
+            # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
+            if not raw:
+                raise ProtocolError(
+                    f"expected an event stream from {url}, got an empty {response.status_code} answer",
+                    request_id=_request_id(response),
+                )
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise ProtocolError(
+                    f"expected an event stream from {url}, got invalid JSON", request_id=_request_id(response)
+                ) from exc
+            message = _parse_message(_unwrap_envelope(data, response), response)
+            self._response = response
+            self._accumulator = MessageAccumulator(_request_id(response))
+            self._message = message
+
+        await client._with_retries(attempt, stream=True)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._typed_events()
@@ -651,6 +634,17 @@ class _CountedStream(httpx2.AsyncByteStream):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _transport_errors(url: str) -> AsyncIterator[None]:
+    """httpx transport failures as agentkit's typed (retryable) connection errors."""
+    try:
+        yield
+    except httpx2.TimeoutException as exc:
+        raise APITimeoutError(f"no answer from {url} within the timeout") from exc
+    except httpx2.TransportError as exc:
+        raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _normalise_base_url(url: str) -> str:
