@@ -775,7 +775,7 @@ class Agent(Generic[DepsT, OutputT]):
             state.append_results(
                 [r or _error_result(t.id, reason) for t, r in zip(tool_uses, results, strict=True)]
             )
-            log.warning(
+            log.info(
                 "tool.dispatch.interrupted", turn=state.turns, answered=sum(r is not None for r in results)
             )
             raise

@@ -277,6 +277,8 @@ def _latest_results(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str,
     results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
     if not results:
         return None
+    if any(isinstance(b, dict) and b.get("type") == "text" and b.get("text", "").strip() for b in content):
+        return None  # the user wrote something new after the results: that is the prompt to answer
     uses: dict[str, dict[str, Any]] = {}
     previous = messages[-2].get("content")
     for block in previous if isinstance(previous, list) else []:
