@@ -452,61 +452,39 @@ class LocalServer:
         await handler(request, writer, keep_alive)
 
     def _authorized(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
-        headers = request.headers
+        problem = self._auth_problem(request.headers)
+        if problem is None:
+            return True
+        status, error_type, message = problem
+        envelope = status if self.flavour == "poyo" else None  # PoYo answers these as envelopes
+        self._error(writer, request, keep_alive, status, error_type, message, envelope_code=envelope)
+        return False
+
+    def _auth_problem(self, headers: dict[str, str]) -> tuple[int, str, str] | None:
+        """What is wrong with the request's auth headers for this flavour: (status, type, message)."""
         x_key = headers.get("x-api-key")
         auth = headers.get("authorization")
         bearer = auth[7:].strip() if auth is not None and auth[:7].lower() == "bearer " else None
-        flavour = self.flavour
-        if flavour == "poyo":
-            if x_key is None or (self.api_key is not None and x_key != self.api_key):
-                message = "missing api key: send x-api-key" if x_key is None else "invalid api key"
-                self._error(
-                    writer, request, keep_alive, 401, "authentication_error", message, envelope_code=401
-                )
-                return False
-            if "anthropic-version" not in headers:
-                self._error(
-                    writer,
-                    request,
-                    keep_alive,
+        if self.flavour == "poyo":
+            if x_key is None:
+                return 401, "authentication_error", "missing api key: send x-api-key"
+            if self.api_key is not None and x_key != self.api_key:
+                return 401, "authentication_error", "invalid api key"
+        else:
+            if self.flavour == "anthropic" and x_key is not None and auth is not None:
+                return (
                     400,
                     "invalid_request_error",
-                    "anthropic-version header is required",
-                    envelope_code=400,
+                    "send exactly one of `x-api-key` or `Authorization: Bearer`, not both",
                 )
-                return False
-            return True
-        if flavour == "anthropic" and x_key is not None and auth is not None:
-            self._error(
-                writer,
-                request,
-                keep_alive,
-                400,
-                "invalid_request_error",
-                "send exactly one of `x-api-key` or `Authorization: Bearer`, not both",
-            )
-            return False
-        keys = [k for k in (x_key, bearer) if k is not None]
-        if not keys:
-            self._error(
-                writer, request, keep_alive, 401, "authentication_error", "x-api-key header is required"
-            )
-            return False
-        if self.api_key is not None and self.api_key not in keys:
-            message = "invalid x-api-key" if x_key is not None else "invalid bearer token"
-            self._error(writer, request, keep_alive, 401, "authentication_error", message)
-            return False
+            keys = [k for k in (x_key, bearer) if k is not None]
+            if not keys:
+                return 401, "authentication_error", "x-api-key header is required"
+            if self.api_key is not None and self.api_key not in keys:
+                return 401, "authentication_error", "invalid x-api-key" if x_key else "invalid bearer token"
         if "anthropic-version" not in headers:
-            self._error(
-                writer,
-                request,
-                keep_alive,
-                400,
-                "invalid_request_error",
-                "anthropic-version: header is required",
-            )
-            return False
-        return True
+            return 400, "invalid_request_error", "anthropic-version: header is required"
+        return None
 
     def _json_body(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
         if request.json is None:
