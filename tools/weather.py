@@ -343,4 +343,5 @@ async def get_weather(city: str, units: Units = "celsius") -> dict[str, Any]:
     """
     if units not in ("celsius", "fahrenheit"):
         raise ToolError("units must be 'celsius' or 'fahrenheit'.")
-    return await get_weather_provider().current(city, units)
+    report = await get_weather_provider().current(city, units)
+    return {key: value for key, value in report.items() if value is not None}  # no null noise for the model
