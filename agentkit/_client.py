@@ -759,6 +759,8 @@ def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw[:500].decode("utf-8", "replace")
+    if isinstance(body, dict) and "error" not in body and isinstance(body.get("message"), str):
+        body = {"error": {"message": body["message"]}}  # an envelope-style error ({"code", "message"})
     error = _make_status_error(
         status=response.status_code,
         body=body,

@@ -320,3 +320,11 @@ async def test_dict_input_is_validated_into_models() -> None:
 def test_public_api_is_exported() -> None:
     for name in agentkit.__all__:
         assert hasattr(agentkit, name)
+
+
+async def test_envelope_error_body_with_an_http_error_status_keeps_its_message() -> None:
+    recorder = Recorder((401, load_json(FIXTURES / "poyo_envelope_error.json"), {}))
+    async with recorder.client(provider="poyo") as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.create(model="m", max_tokens=1, messages=MESSAGES)
+    assert info.value.message == "invalid api key"
