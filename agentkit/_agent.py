@@ -380,6 +380,9 @@ class Agent(Generic[DepsT, OutputT]):
 
         ``async for event in agent.stream(...)``; use ``async with agent.stream(...) as events`` to
         be sure the run is cleaned up if you stop iterating early. ``.result`` holds the RunResult.
+        Text and tool-input deltas arrive live; the ``ToolCallStarted`` events of a turn come before
+        its calls run and the ``ToolCallFinished`` events (with each call's own duration) once all of
+        the turn's calls are done, in ``tool_use`` order.
         """
         return AgentStream(self._run(prompt, deps, history, stream=True))
 
