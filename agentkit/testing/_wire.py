@@ -156,75 +156,29 @@ def message_events(
         btype = block.get("type")
         if btype == "text":
             start = {k: v for k, v in block.items() if k != "citations"}
-            start["text"] = ""
-            yield (
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": start},
-            )
             text = block.get("text") or ""
+            yield _block_start(index, {**start, "text": ""})
             for piece in _chunks(text, _text_pieces(text)):
-                yield (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "text_delta", "text": piece},
-                    },
-                )
+                yield _block_delta(index, {"type": "text_delta", "text": piece})
         elif btype in ("tool_use", "server_tool_use"):
-            start = dict(block)
-            start["input"] = {}
-            yield (
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": start},
-            )
+            yield _block_start(index, {**block, "input": {}})
             if index in cut:
                 raw = cut[index]
             else:
                 value = block.get("input") or {}
                 raw = _dumps(value) if value else ""
             for piece in ["", *_chunks(raw, 4 if len(raw) > 12 else 1)]:
-                yield (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": piece},
-                    },
-                )
+                yield _block_delta(index, {"type": "input_json_delta", "partial_json": piece})
             if index in cut and not close_cut_blocks:
                 continue
         elif btype == "thinking":
-            start = dict(block)
-            start["thinking"] = ""
-            start["signature"] = ""
-            yield (
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": start},
-            )
             thinking = block.get("thinking") or ""
+            yield _block_start(index, {**block, "thinking": "", "signature": ""})
             for piece in _chunks(thinking, _text_pieces(thinking)):
-                yield (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "thinking_delta", "thinking": piece},
-                    },
-                )
-            yield (
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "signature_delta", "signature": block.get("signature") or ""},
-                },
-            )
+                yield _block_delta(index, {"type": "thinking_delta", "thinking": piece})
+            yield _block_delta(index, {"type": "signature_delta", "signature": block.get("signature") or ""})
         else:  # redacted_thinking, server tool results, anything else: whole in the start event
-            yield (
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": block},
-            )
+            yield _block_start(index, block)
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
     delta: dict[str, Any] = {
         "stop_reason": message.get("stop_reason"),
@@ -234,6 +188,14 @@ def message_events(
         delta["stop_details"] = message["stop_details"]
     yield "message_delta", {"type": "message_delta", "delta": delta, "usage": usage}
     yield "message_stop", {"type": "message_stop"}
+
+
+def _block_start(index: int, block: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
 
 
 def error_body(
