@@ -443,15 +443,13 @@ class Agent(Generic[DepsT, OutputT]):
                     tools=len(body.get("tools", ())),
                 )
                 request_started = time.perf_counter()
-                request_id: str | None
                 if stream:
-                    holder: list[tuple[Message, str | None]] = []
+                    holder: list[Message] = []
                     async for event in self._stream_request(body, ctx.turn, holder):
                         yield event
-                    message, request_id = holder[0]
+                    message = holder[0]
                 else:
                     message = await self.client.create_raw(body)
-                    request_id = None
                 state.turns += 1
                 state.usage = state.usage + message.usage
                 conversation.usage = conversation.usage + message.usage
@@ -465,7 +463,7 @@ class Agent(Generic[DepsT, OutputT]):
                     cache_creation_input_tokens=message.usage.cache_creation_input_tokens,
                     latency_ms=round((time.perf_counter() - request_started) * 1000, 2),
                     message_id=message.id,
-                    request_id=request_id,
+                    request_id=message.request_id,
                 )
                 if self.hooks.after_response is not None:
                     await _maybe_await(self.hooks.after_response(ctx, message))
@@ -680,7 +678,7 @@ class Agent(Generic[DepsT, OutputT]):
         return body
 
     async def _stream_request(
-        self, body: dict[str, Any], turn: int, holder: list[tuple[Message, str | None]]
+        self, body: dict[str, Any], turn: int, holder: list[Message]
     ) -> AsyncIterator[AgentEvent]:
         async with self.client.stream_raw(body) as stream:
             accumulator = stream.accumulator
@@ -705,7 +703,7 @@ class Agent(Generic[DepsT, OutputT]):
                     if block.get("type") == "tool_use":
                         tool_ids[payload["index"]] = str(block.get("id"))
                         yield ToolUseStarted(turn=turn, id=str(block.get("id")), name=str(block.get("name")))
-            holder.append((await stream.final_message(), stream.request_id))
+            holder.append(await stream.final_message())
 
     async def _dispatch(
         self,

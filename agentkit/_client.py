@@ -823,6 +823,7 @@ def _parse_message(data: Any, response: httpx2.Response) -> Message:
     except ValueError as exc:
         raise ProtocolError(f"malformed Message: {exc}", request_id=_request_id(response)) from exc
     message._invalid_tool_inputs = invalid
+    message._request_id = _request_id(response)
     return message
 
 

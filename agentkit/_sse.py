@@ -233,4 +233,5 @@ class MessageAccumulator:
         snapshot["content"] = blocks
         message = Message.model_validate(snapshot)
         message._invalid_tool_inputs = invalid
+        message._request_id = self._request_id
         return message

@@ -285,6 +285,12 @@ class Message(_Wire):
     usage: Usage = Field(default_factory=Usage)
 
     _invalid_tool_inputs: list[InvalidToolInput] = PrivateAttr(default_factory=list)
+    _request_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` response header of the call that produced this Message (for support)."""
+        return self._request_id
 
     @property
     def invalid_tool_inputs(self) -> list[InvalidToolInput]:

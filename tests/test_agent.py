@@ -520,6 +520,7 @@ async def test_trace_can_be_rebuilt_from_captured_events() -> None:
             uses = [b for b in message.content if isinstance(b, ToolUseBlock)]
             expected.extend(sorted((("tool", turn, u.name, u.id, False) for u in uses), key=str))
     assert _sorted_within_turns(rebuilt) == _sorted_within_turns(expected)
+    assert all(e["request_id"].startswith("req_") for e in logs if e["event"] == "model.response")
     run_ids = {e["run_id"] for e in logs if "run_id" in e}
     assert run_ids == {result.run_id}
 

@@ -78,6 +78,7 @@ async def test_create_returns_a_typed_message_and_sends_the_wire_body() -> None:
         )
     assert isinstance(message, Message)
     assert isinstance(message.tool_uses[0], ToolUseBlock)
+    assert message.request_id == "req_test"
     request = recorder.requests[0]
     assert request.url == "https://api.example.test/v1/messages"
     body = json.loads(request.content)
