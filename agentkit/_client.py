@@ -798,15 +798,10 @@ def _unwrap_envelope(data: Any, response: httpx2.Response) -> Any:
             body: Any = inner
         else:
             body = {"error": {"message": str(message)}}
-        return _raise_envelope_error(status, body, response)
+        raise _make_status_error(
+            status=status if status and status >= 400 else 500, body=body, request_id=_request_id(response)
+        )
     return data
-
-
-def _raise_envelope_error(status: int | None, body: Any, response: httpx2.Response) -> Any:
-    error = _make_status_error(
-        status=status if status and status >= 400 else 500, body=body, request_id=_request_id(response)
-    )
-    raise error
 
 
 def _parse_message(data: Any, response: httpx2.Response) -> Message:

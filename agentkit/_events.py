@@ -40,7 +40,7 @@ class AgentEvent:
         out: dict[str, Any] = {"kind": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = to_wire(value) if f.name != "result" else None
+            out[f.name] = to_wire(value)
         return out
 
 
@@ -95,16 +95,6 @@ class ToolCallFinished(AgentEvent):
     result: ToolResultBlock
     duration: float
     is_error: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "turn": self.turn,
-            "tool_use": to_wire(self.tool_use),
-            "result": to_wire(self.result),
-            "duration": self.duration,
-            "is_error": self.is_error,
-        }
 
 
 @dataclass(frozen=True, slots=True)
