@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import email.utils
-import functools
 import json
 import os
 import random
-import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -27,6 +26,7 @@ from ._exceptions import (
 )
 from ._logging import _register_secret, get_logger
 from ._sse import MessageAccumulator, SSEDecoder
+from ._transport import _Transport
 from .types import (
     InvalidToolInput,
     Message,
@@ -90,7 +90,7 @@ class Client:
         max_retries: retries after the first attempt for retryable failures (default 2).
         http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
         transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
-        max_connections: the connection pool's size (the pool is sharded, so thousands stay cheap);
+        max_connections: the connection pool's size (thousands stay cheap: the pool is O(1) per request);
             requests beyond it wait for a free connection.
     """
 
@@ -150,11 +150,15 @@ class Client:
                 max_connections=self._max_connections,
                 max_keepalive_connections=min(200, self._max_connections),
             )
-            self._http_client = httpx2.AsyncClient(
-                transport=self._transport if self._transport is not None else _ShardedPool(limits),
-                timeout=self.timeout,
-                limits=limits,
-            )
+            transport = self._transport
+            if transport is None and not _proxied(self.base_url):
+                transport = _Transport(
+                    max_connections=limits.max_connections,
+                    max_keepalive=limits.max_keepalive_connections,
+                    keepalive_expiry=limits.keepalive_expiry,
+                )
+            # With transport=None (a proxy is configured), httpx2 builds its own proxy-aware stack.
+            self._http_client = httpx2.AsyncClient(transport=transport, timeout=self.timeout, limits=limits)
         return self._http_client
 
     # --- public calls ------------------------------------------------------------------------
@@ -550,89 +554,6 @@ class MessageStream:
         return self.message
 
 
-# --- transport -------------------------------------------------------------------------------
-
-_SHARD_CONNECTIONS = 32
-
-
-class _ShardedPool(httpx2.AsyncBaseTransport):
-    """The default transport: the connection limits split over several httpcore pools.
-
-    httpcore's pool walks every connection it holds on each request and response (``has_expired``
-    polls each idle socket), so one pool with N live connections costs O(N) per request: O(N²) for N
-    concurrent runs. Shards of at most ``_SHARD_CONNECTIONS`` connections keep that cost flat. A
-    request goes to the shard with the fewest requests in flight, so sequential use stays on the first
-    shard (reusing its keep-alive connection), and a request waits for a connection only when every
-    shard is full: the total limits are the ones given.
-    """
-
-    def __init__(self, limits: httpx2.Limits) -> None:
-        total = limits.max_connections
-        count = 1 if total is None else max(1, -(-total // _SHARD_CONNECTIONS))
-        keepalive = limits.max_keepalive_connections
-        ssl_context = _default_ssl_context()  # loading the CA store costs ~25 ms: once, not per shard
-        self._pools = [
-            httpx2.AsyncHTTPTransport(
-                verify=ssl_context,
-                limits=httpx2.Limits(
-                    max_connections=None if total is None else _share(total, count, i),
-                    max_keepalive_connections=None if keepalive is None else _share(keepalive, count, i),
-                    keepalive_expiry=limits.keepalive_expiry,
-                ),
-            )
-            for i in range(count)
-        ]
-        self._in_flight = [0] * count
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        in_flight = self._in_flight
-        index = in_flight.index(min(in_flight)) if len(in_flight) > 1 else 0
-        in_flight[index] += 1
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            in_flight[index] -= 1
-            raise
-        assert isinstance(response.stream, httpx2.AsyncByteStream)
-        response.stream = _CountedStream(response.stream, in_flight, index)
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-@functools.cache
-def _default_ssl_context() -> ssl.SSLContext:
-    return httpx2.create_ssl_context()
-
-
-def _share(total: int, parts: int, index: int) -> int:
-    """Part ``index`` of ``total`` split into ``parts`` near-equal integers (they sum to ``total``)."""
-    return total // parts + (1 if index < total % parts else 0)
-
-
-class _CountedStream(httpx2.AsyncByteStream):
-    """A response body that marks its request done (for shard selection) once closed."""
-
-    __slots__ = ("_counts", "_index", "_open", "_stream")
-
-    def __init__(self, stream: httpx2.AsyncByteStream, counts: list[int], index: int) -> None:
-        self._stream = stream
-        self._counts = counts
-        self._index = index
-        self._open = True
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()
-
-    async def aclose(self) -> None:
-        if self._open:
-            self._open = False
-            self._counts[self._index] -= 1
-        await self._stream.aclose()
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -645,6 +566,17 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _proxied(url: str) -> bool:
+    """True when the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ... minus ``NO_PROXY``) proxies ``url``."""
+    proxies = urllib.request.getproxies()
+    if not proxies:
+        return False
+    parsed = httpx2.URL(url)
+    if not (proxies.get(parsed.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parsed.host)
 
 
 def _normalise_base_url(url: str) -> str:

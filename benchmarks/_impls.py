@@ -57,16 +57,18 @@ class Impl(Protocol):
     async def aclose(self) -> None: ...
 
 
-def http_client(max_connections: int, *, sharded: bool = False) -> httpx2.AsyncClient:
-    """A pool for ``max_connections``; ``sharded`` uses agentkit's default transport (several small
-    httpcore pools, see ``agentkit._client._ShardedPool``) when this agentkit version has it."""
+def http_client(max_connections: int, *, agentkit_transport: bool = False) -> httpx2.AsyncClient:
+    """A pool for ``max_connections``; ``agentkit_transport`` uses agentkit's default transport (see
+    ``agentkit._transport``) when this agentkit version has it, else httpx2's (httpcore)."""
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     transport = None
-    if sharded:
-        from agentkit import _client
-
-        pool = getattr(_client, "_ShardedPool", None)
-        transport = pool(limits) if pool is not None else None
+    if agentkit_transport:
+        try:
+            from agentkit._transport import _Transport
+        except ImportError:
+            pass
+        else:
+            transport = _Transport(max_connections=max_connections, max_keepalive=max_connections)
     return httpx2.AsyncClient(timeout=httpx2.Timeout(600.0, connect=60.0), limits=limits, transport=transport)
 
 
@@ -155,7 +157,7 @@ class AgentKit:
             from agentkit._agent import Agent
         self.http: httpx2.AsyncClient | None = None
         if max_connections > 1000:  # the Client's own pool allows 1000 connections
-            self.http = http_client(max_connections, sharded=True)
+            self.http = http_client(max_connections, agentkit_transport=True)
         self.client = agentkit.Client(api_key=API_KEY, base_url=base_url, http_client=self.http)
         self.agent: Any = Agent(
             self.client, model=MODEL, tools=[get_weather], max_tokens=MAX_TOKENS, stream=stream
