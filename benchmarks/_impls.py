@@ -147,6 +147,67 @@ class Raw:
         await self.http.aclose()
 
 
+class Floor:
+    """A lower bound, not a real client: the same protocol over bare asyncio streams (no HTTP library,
+    no error handling beyond a status check, Content-Length bodies only). It shows what one Python
+    process on this machine can do at best, so the concurrency ratios can be read against it."""
+
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        if stream:
+            raise ValueError("the floor implementation has no streaming mode")
+        url = httpx2.URL(base_url)
+        self.host, self.port = url.host, url.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.head = (
+            f"POST /v1/messages HTTP/1.1\r\nhost: {self.host}:{self.port}\r\nx-api-key: {API_KEY}\r\n"
+            "anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
+        ).encode()
+
+    async def _post(self, content: bytes) -> dict[str, Any]:
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(self.head + b"content-length: %d\r\n\r\n" % len(content) + content)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head[:200])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    async def run(self) -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
+        while True:
+            body = {"model": MODEL, "max_tokens": MAX_TOKENS, "tools": RAW_TOOLS, "messages": messages}
+            data = await self._post(json.dumps(body).encode())
+            blocks = data["content"]
+            messages.append({"role": "assistant", "content": blocks})
+            if data["stop_reason"] != "tool_use":
+                return "".join(b["text"] for b in blocks if b["type"] == "text")
+            uses = [b for b in blocks if b["type"] == "tool_use"]
+            outputs = await asyncio.gather(*(get_weather(**u["input"]) for u in uses))
+            messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": u["id"], "content": out}
+                        for u, out in zip(uses, outputs, strict=True)
+                    ],
+                }
+            )
+
+    async def aclose(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
 class AgentKit:
     def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
         import agentkit
@@ -230,6 +291,7 @@ class PydanticAI:
 
 IMPLS: dict[str, type[Any]] = {
     "raw": Raw,
+    "floor": Floor,
     "agentkit": AgentKit,
     "anthropic": AnthropicSDK,
     "pydantic-ai": PydanticAI,

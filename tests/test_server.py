@@ -835,6 +835,29 @@ def test_latency_and_delay() -> None:
     assert 0.3 <= t2 - t1 < 1.5
 
 
+def test_latency_counts_from_arrival_and_covers_the_servers_own_work() -> None:
+    # The policy (the server's own work) runs inside the latency window, not before or after it: a
+    # slow policy shorter than the latency does not lengthen the answer, one longer than it does.
+    called: list[float] = []
+
+    def slow_policy(_request: Request) -> dict[str, Any]:
+        called.append(time.perf_counter())
+        time.sleep(0.3)
+        return {"content": [{"type": "text", "text": "ok"}]}
+
+    with LocalServer(policy=slow_policy, latency=1.0) as srv, client(srv) as c:
+        t0 = time.perf_counter()
+        assert c.post("/v1/messages", json=body()).status_code == 200
+        elapsed = time.perf_counter() - t0
+        srv.latency = 0.1
+        t1 = time.perf_counter()
+        assert c.post("/v1/messages", json=body()).status_code == 200
+        slow = time.perf_counter() - t1
+    assert called[0] - t0 < 0.5  # the policy ran at once, not after the latency
+    assert 1.0 <= elapsed < 1.25  # latency respected; the 0.3 s policy hidden inside it
+    assert slow >= 0.3  # a policy longer than the latency delays the answer past it
+
+
 def test_event_delay_streams_incrementally(server: LocalServer) -> None:
     rep = reply.text("slow")
     rep.event_delay = 0.05

@@ -16,7 +16,8 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
@@ -86,6 +87,16 @@ class _HTTPError(Exception):
         self.message = message
 
 
+@dataclass
+class _Rendered(Reply):
+    """A Message reply already encoded: a JSON ``body``, or SSE ``events``."""
+
+    body: bytes | None
+    events: list[bytes] | None
+    headers: dict[str, str]
+    event_delay: float
+
+
 class _Closed(Exception):
     """The reply closed the connection (a fault): stop serving it."""
 
@@ -97,8 +108,9 @@ class LocalServer:
     ``server.base_url`` is ``http://127.0.0.1:PORT`` (no ``/v1``) and ``server.requests`` the recorded
     :class:`Request` list. ``flavour`` picks the auth rules (``anthropic``: ``x-api-key`` or Bearer, not
     both; ``poyo``: ``x-api-key`` only, JSON answers wrapped in ``{"code": 200, "data": …}``, auth errors
-    as envelopes; ``toapis``: either). ``api_key=None`` accepts any key. ``latency`` seconds are added
-    before every response. ``verify_signatures`` rejects thinking blocks whose text no longer matches the
+    as envelopes; ``toapis``: either). ``api_key=None`` accepts any key. Every answer leaves
+    ``latency`` seconds after its request arrived (the server's own validation and policy run inside
+    that window, as a remote API's would; a policy that takes longer delays the answer). ``verify_signatures`` rejects thinking blocks whose text no longer matches the
     signature this server gave them. ``policy`` may be swapped while running.
     """
 
@@ -274,7 +286,7 @@ class LocalServer:
                     break
                 request, keep_alive = parsed
                 try:
-                    await self._serve(request, writer, keep_alive)
+                    await self._serve(request, writer, keep_alive, asyncio.get_running_loop().time())
                 except _Closed:
                     return
                 except (ConnectionError, OSError):
@@ -425,10 +437,22 @@ class LocalServer:
             writer, status, body, keep_alive=keep_alive, request_id=rid, headers=headers, request=request
         )
 
-    async def _serve(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+    async def _serve(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, received: float
+    ) -> None:
+        """Answer ``latency`` seconds after the request arrived: the server's own work (validation, the
+        policy) runs inside that window, as a remote API's does, so a burst of requests is not delayed
+        by this process's CPU on top of the latency."""
+        reply = self._render(request, await self._reply(request))
         if self.latency > 0:
-            await asyncio.sleep(self.latency)
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(max(0.0, received + self.latency - loop.time()))
+        await self._answer(request, writer, keep_alive, reply)
+
+    async def _reply(self, request: Request) -> ReplyLike:
+        """What to answer ``request`` with (errors included), not yet sent."""
         route = (request.method, request.path)
+        handler: Callable[[Request], Awaitable[ReplyLike]]
         if route == ("POST", "/v1/messages"):
             handler = self._create
         elif route == ("POST", "/v1/messages/count_tokens"):
@@ -438,27 +462,13 @@ class LocalServer:
         ):
             handler = self._models
         else:
-            self._error(
-                writer,
-                request,
-                keep_alive,
-                404,
-                "not_found_error",
-                f"Not found: {request.method} {request.path}",
-            )
-            return
-        if not self._authorized(request, writer, keep_alive):
-            return
-        await handler(request, writer, keep_alive)
-
-    def _authorized(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
+            return ErrorReply(404, "not_found_error", f"Not found: {request.method} {request.path}")
         problem = self._auth_problem(request.headers)
-        if problem is None:
-            return True
-        status, error_type, message = problem
-        envelope = status if self.flavour == "poyo" else None  # PoYo answers these as envelopes
-        self._error(writer, request, keep_alive, status, error_type, message, envelope_code=envelope)
-        return False
+        if problem is not None:
+            status, error_type, message = problem
+            envelope = status if self.flavour == "poyo" else None  # PoYo answers these as envelopes
+            return ErrorReply(status, error_type, message, envelope_code=envelope)
+        return await handler(request)
 
     def _auth_problem(self, headers: dict[str, str]) -> tuple[int, str, str] | None:
         """What is wrong with the request's auth headers for this flavour: (status, type, message)."""
@@ -486,18 +496,18 @@ class LocalServer:
             return 400, "invalid_request_error", "anthropic-version: header is required"
         return None
 
-    def _json_body(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
-        if request.json is None:
-            message = (
-                "There was an error parsing the body of your request: it is not valid JSON"
-                if request.body
-                else "body: a JSON request body is required"
-            )
-            self._error(writer, request, keep_alive, 400, "invalid_request_error", message)
-            return False
-        return True
+    @staticmethod
+    def _no_json(request: Request) -> ErrorReply | None:
+        if request.json is not None:
+            return None
+        message = (
+            "There was an error parsing the body of your request: it is not valid JSON"
+            if request.body
+            else "body: a JSON request body is required"
+        )
+        return ErrorReply(400, "invalid_request_error", message)
 
-    async def _models(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+    async def _models(self, request: Request) -> ReplyLike:
         def entry(model: str) -> dict[str, Any]:
             return {
                 "type": "model",
@@ -517,43 +527,37 @@ class LocalServer:
         else:
             model = request.path[len("/v1/models/") :]
             if model not in self.models:
-                self._error(writer, request, keep_alive, 404, "not_found_error", f"model: {model}")
-                return
+                return ErrorReply(404, "not_found_error", f"model: {model}")
             body = entry(model)
-        self._write_response(writer, 200, dumps(body), keep_alive=keep_alive, request=request)
+        return RawReply(200, dumps(body))
 
-    async def _count_tokens(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
-        if not self._json_body(request, writer, keep_alive):
-            return
+    async def _count_tokens(self, request: Request) -> ReplyLike:
+        problem = self._no_json(request)
+        if problem is not None:
+            return problem
         try:
             validate_count_tokens(request.json)
         except InvalidRequest as exc:
-            self._error(writer, request, keep_alive, 400, "invalid_request_error", str(exc))
-            return
-        body = dumps({"input_tokens": estimate_tokens(len(request.body))})
-        self._write_response(writer, 200, body, keep_alive=keep_alive, request=request)
+            return ErrorReply(400, "invalid_request_error", str(exc))
+        return RawReply(200, dumps({"input_tokens": estimate_tokens(len(request.body))}))
 
-    async def _create(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
-        if not self._json_body(request, writer, keep_alive):
-            return
+    async def _create(self, request: Request) -> ReplyLike:
+        problem = self._no_json(request)
+        if problem is not None:
+            return problem
         try:
             validate_create(request.json, verify_signatures=self.verify_signatures)
         except InvalidRequest as exc:
-            self._error(writer, request, keep_alive, 400, "invalid_request_error", str(exc))
-            return
+            return ErrorReply(400, "invalid_request_error", str(exc))
         try:
             result = self.policy(request)
             if inspect.isawaitable(result):
                 result = await _await(result)
         except ScriptExhausted as exc:
-            self._error(writer, request, keep_alive, 500, "api_error", str(exc))
-            return
+            return ErrorReply(500, "api_error", str(exc))
         except Exception as exc:
-            self._error(
-                writer, request, keep_alive, 500, "api_error", f"policy raised {type(exc).__name__}: {exc}"
-            )
-            return
-        await self._answer(request, writer, keep_alive, result)
+            return ErrorReply(500, "api_error", f"policy raised {type(exc).__name__}: {exc}")
+        return result
 
     async def _answer(
         self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, result: ReplyLike
@@ -574,7 +578,9 @@ class LocalServer:
             )
             return
         if isinstance(result, MessageReply):
-            await self._send_message(request, writer, keep_alive, result)
+            result = self._render(request, result)
+        if isinstance(result, _Rendered):
+            await self._send_rendered(request, writer, keep_alive, result)
         elif isinstance(result, ErrorReply):
             self._send_error_reply(request, writer, keep_alive, result)
         elif isinstance(result, DropReply):
@@ -633,21 +639,31 @@ class LocalServer:
             return dumps({"code": 200, "data": msg})
         return dumps(msg)
 
-    async def _send_message(
-        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: MessageReply
+    def _render(self, request: Request, reply: ReplyLike) -> ReplyLike:
+        """A Message reply encoded now (JSON body or SSE events), so that the encoding too happens
+        inside the latency window; other replies are returned as they are."""
+        if isinstance(reply, DelayReply):
+            return DelayReply(reply.seconds, self._render(request, reply.inner))
+        if isinstance(reply, dict):
+            reply = MessageReply(reply)
+        if not isinstance(reply, MessageReply):
+            return reply
+        if request.stream:
+            return _Rendered(None, self._events(request, reply), reply.headers, reply.event_delay)
+        return _Rendered(self._message_body(request, reply), None, reply.headers, 0.0)
+
+    async def _send_rendered(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: _Rendered
     ) -> None:
-        if not request.stream:
+        if reply.events is None:
+            body = reply.body or b""
             self._write_response(
-                writer,
-                200,
-                self._message_body(request, reply),
-                keep_alive=keep_alive,
-                headers=reply.headers,
-                request=request,
+                writer, 200, body, keep_alive=keep_alive, headers=reply.headers, request=request
             )
             return
-        events = self._events(request, reply)
-        await self._stream(request, writer, keep_alive, events, reply.headers, reply.event_delay, end=True)
+        await self._stream(
+            request, writer, keep_alive, reply.events, reply.headers, reply.event_delay, end=True
+        )
 
     async def _stream(
         self,
