@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
         async def go() -> None:
             impl = _impls.make_impl(args.impl, srv.url, stream=args.stream)
-            await _runs(impl, 5 if not concurrent else concurrent, concurrent)
+            await _runs(impl, concurrent or 5, concurrent)
             try:
                 if args.cprofile:
                     raise ImportError

@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="TCP port (0: pick a free one)")
     serve.add_argument("--flavour", choices=["anthropic", "poyo", "toapis"], default="anthropic")
     serve.add_argument("--api-key", default="sk-test", help="accepted key ('' accepts any key)")
-    serve.add_argument("--latency", type=float, default=0.0, help="seconds from each request's arrival to its answer")
+    serve.add_argument(
+        "--latency", type=float, default=0.0, help="seconds from each request's arrival to its answer"
+    )
     serve.add_argument("--policy", choices=["weather", "echo"], default="weather")
     serve.add_argument("--tool-turns", "-T", type=int, default=2, help="weather: tool turns before answering")
     serve.add_argument("--parallel", "-K", type=int, default=3, help="weather: parallel calls per tool turn")

@@ -110,7 +110,8 @@ class LocalServer:
     both; ``poyo``: ``x-api-key`` only, JSON answers wrapped in ``{"code": 200, "data": …}``, auth errors
     as envelopes; ``toapis``: either). ``api_key=None`` accepts any key. Every answer leaves
     ``latency`` seconds after its request arrived (the server's own validation and policy run inside
-    that window, as a remote API's would; a policy that takes longer delays the answer). ``verify_signatures`` rejects thinking blocks whose text no longer matches the
+    that window, as a remote API's would; a policy that takes longer delays the answer).
+    ``verify_signatures`` rejects thinking blocks whose text no longer matches the
     signature this server gave them. ``policy`` may be swapped while running.
     """
 
