@@ -130,6 +130,7 @@ class Client:
                 "guess a proxy's address"
             )
         self.base_url = _normalise_base_url(url)
+        self._urls: dict[str, httpx2.URL] = {}
         self.anthropic_version = anthropic_version
         self.max_retries = max_retries
         self.timeout = _as_timeout(timeout)
@@ -137,6 +138,7 @@ class Client:
         self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
+        self._direct: _Transport | None = None  # our own pool's transport, called without AsyncClient
         if max_connections < 1:
             raise ConfigurationError("max_connections must be >= 1")
         self._max_connections = max_connections
@@ -151,8 +153,9 @@ class Client:
                 max_keepalive_connections=min(200, self._max_connections),
             )
             transport = self._transport
+            self._direct = None
             if transport is None and not _proxied(self.base_url):
-                transport = _Transport(
+                transport = self._direct = _Transport(
                     max_connections=limits.max_connections,
                     max_keepalive=limits.max_keepalive_connections,
                     keepalive_expiry=limits.keepalive_expiry,
@@ -160,6 +163,46 @@ class Client:
             # With transport=None (a proxy is configured), httpx2 builds its own proxy-aware stack.
             self._http_client = httpx2.AsyncClient(transport=transport, timeout=self.timeout, limits=limits)
         return self._http_client
+
+    async def _send(
+        self,
+        path: str,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float | httpx2.Timeout | None,
+        *,
+        stream: bool,
+    ) -> httpx2.Response:
+        """POST ``content`` to ``base_url + path``; the body is read unless ``stream``.
+
+        On our own connection pool the request goes straight to agentkit's transport: httpx2's client
+        layer (auth flows, redirects, cookies, event hooks) has nothing to do there, and skipping it
+        saves about a fifth of a request's CPU. A user's ``http_client=`` or ``transport=`` always gets
+        the full ``AsyncClient.send``.
+        """
+        http = self._http
+        timeout = _as_timeout(timeout) if timeout is not None else self.timeout
+        direct = self._direct
+        if direct is None:
+            request = http.build_request(
+                "POST", self._url(path), content=content, headers=headers, timeout=timeout
+            )
+            return await http.send(request, stream=stream)
+        request = httpx2.Request(
+            "POST",
+            self._url(path),
+            content=content,
+            headers=headers,
+            extensions={"timeout": timeout.as_dict()},
+        )
+        response = await direct.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
 
     # --- public calls ------------------------------------------------------------------------
 
@@ -314,6 +357,14 @@ class Client:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _url(self, path: str) -> httpx2.URL:
+        """``base_url + path``, parsed once (httpx2 parses a string URL on every request)."""
+        text = self.base_url + path
+        url = self._urls.get(text)
+        if url is None:
+            url = self._urls[text] = httpx2.URL(text)
+        return url
+
     def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = {
             "anthropic-version": self.anthropic_version,
@@ -350,11 +401,8 @@ class Client:
 
         async def attempt(number: int) -> tuple[httpx2.Response, Any]:
             async with _transport_errors(url):
-                response = await self._http.post(
-                    url,
-                    content=content,
-                    headers=self._headers_for(number, extra_headers),
-                    timeout=_as_timeout(timeout) if timeout is not None else self.timeout,
+                response = await self._send(
+                    path, content, self._headers_for(number, extra_headers), timeout, stream=False
                 )
             if response.status_code >= 400:
                 raise _status_error(response, response.content)
@@ -463,15 +511,8 @@ class MessageStream:
         async def attempt(number: int) -> None:
             headers = client._headers_for(number, self._extra_headers)
             headers["accept"] = "text/event-stream"
-            request = client._http.build_request(
-                "POST",
-                url,
-                content=content,
-                headers=headers,
-                timeout=_as_timeout(self._timeout) if self._timeout is not None else client.timeout,
-            )
             async with _transport_errors(url):
-                response = await client._http.send(request, stream=True)
+                response = await client._send("/v1/messages", content, headers, self._timeout, stream=True)
             if response.status_code < 400 and _is_event_stream(response):
                 self._response = response
                 self._accumulator = MessageAccumulator(_request_id(response))

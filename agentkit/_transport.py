@@ -21,12 +21,14 @@ It works on asyncio and trio (through anyio).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import re
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -35,8 +37,115 @@ import httpx2
 _MAX_HEAD = 64 * 1024  # status line + headers
 _MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions)
 _RECEIVE = 65536
+_HIGH_WATER = 1 << 20  # bytes buffered before an asyncio connection stops reading
 _NO_BODY_STATUS = frozenset({204, 304})
 _Origin = tuple[str, str, int]
+
+
+class _Stream(Protocol):
+    """What a connection needs from a byte stream (anyio's streams and :class:`_AsyncioStream` fit)."""
+
+    async def send(self, item: bytes, /) -> None: ...
+
+    async def receive(self, max_bytes: int = 65536, /) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AsyncioStream(asyncio.Protocol):
+    """A connection on asyncio's own transport, for the asyncio backend.
+
+    anyio's socket stream pauses the transport after every read and resumes it before the next (two
+    ``epoll_ctl`` calls per read) and adds a scheduling round trip to every send; this one keeps
+    reading into a buffer (up to ``_HIGH_WATER``) and writes straight to the transport. Same contract
+    as an anyio byte stream: ``receive`` raises ``anyio.EndOfStream`` at the end, ``BrokenResourceError``
+    when the connection broke.
+    """
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > _HIGH_WATER and self._transport is not None and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        if exc is not None:
+            self._error = exc
+        self._wake_reader()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    # stream interface
+    async def send(self, item: bytes, /) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise anyio.BrokenResourceError from self._error
+        transport.write(item)
+        if self._writable is not None:
+            await self._writable
+            if transport.is_closing():
+                raise anyio.BrokenResourceError from self._error
+
+    async def receive(self, max_bytes: int = 65536, /) -> bytes:
+        while not self._buffer:
+            if self._error is not None:
+                raise anyio.BrokenResourceError from self._error
+            if self._eof:
+                raise anyio.EndOfStream
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def aclose(self) -> None:
+        # abort, not close: close() would keep sending whatever is still queued (the rest of a request
+        # that timed out) before letting go of the socket
+        if self._transport is not None:
+            self._transport.abort()
+
+    def raw_socket(self) -> socket.socket | None:
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        return sock if isinstance(sock, socket.socket) else None
 
 
 class _Connection:
@@ -44,18 +153,20 @@ class _Connection:
 
     __slots__ = ("buffer", "idle_since", "origin", "sock", "stream")
 
-    def __init__(self, stream: anyio.abc.ByteStream, origin: _Origin) -> None:
+    def __init__(self, stream: _Stream, origin: _Origin, sock: socket.socket | None) -> None:
         self.stream = stream
         self.origin = origin
         self.buffer = bytearray()
         self.idle_since = 0.0
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        self.sock: socket.socket | None = raw if isinstance(raw, socket.socket) else None
+        self.sock = sock
 
     def looks_closed(self) -> bool:
         """True when an idle connection has been closed by the server (or has unexpected bytes)."""
         if self.buffer:
             return True
+        stream = self.stream
+        if isinstance(stream, _AsyncioStream):  # its transport reads eagerly: EOF or bytes are buffered
+            return stream._eof or bool(stream._buffer)
         if self.sock is None:
             return False
         try:
@@ -136,9 +247,7 @@ class _Transport(httpx2.AsyncBaseTransport):
                 if writing:
                     raise httpx2.WriteTimeout("sending the request timed out")
                 raise httpx2.ReadTimeout("no response within the read timeout")
-            response_stream = self._body_stream(
-                connection, request.method, status, version, headers, timeouts
-            )
+            response_stream = self._body_stream(connection, request, status, version, headers, timeouts)
             handed_over = True
         finally:
             if not handed_over:
@@ -203,10 +312,21 @@ class _Transport(httpx2.AsyncBaseTransport):
 
     async def _connect(self, origin: _Origin, timeouts: dict[str, float | None]) -> _Connection:
         scheme, host, port = origin
+        tls = scheme == "https"
         try:
             with anyio.fail_after(timeouts.get("connect")):
+                if _on_asyncio():
+                    protocol = _AsyncioStream()
+                    await asyncio.get_running_loop().create_connection(
+                        lambda: protocol,
+                        host,
+                        port,
+                        ssl=(self._ssl_context or _default_ssl_context()) if tls else None,
+                        server_hostname=host if tls else None,
+                    )
+                    return _Connection(protocol, origin, protocol.raw_socket())
                 stream: anyio.abc.ByteStream
-                if scheme == "https":
+                if tls:
                     stream = await anyio.connect_tcp(
                         host,
                         port,
@@ -216,11 +336,12 @@ class _Transport(httpx2.AsyncBaseTransport):
                     )
                 else:
                     stream = await anyio.connect_tcp(host, port)
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                return _Connection(stream, origin, raw if isinstance(raw, socket.socket) else None)
         except TimeoutError as exc:
             raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             raise httpx2.ConnectError(f"connecting to {host}:{port} failed: {exc}") from exc
-        return _Connection(stream, origin)
 
     async def _release(self, connection: _Connection, reusable: bool) -> None:
         """Back to the idle stack (or closed); wakes one waiter either way."""
@@ -239,7 +360,11 @@ class _Transport(httpx2.AsyncBaseTransport):
     async def _discard(self, connection: _Connection) -> None:
         self._open -= 1
         self._wake()
-        await anyio.aclose_forcefully(connection.stream)
+        stream = connection.stream
+        if isinstance(stream, anyio.abc.AsyncResource):
+            await anyio.aclose_forcefully(stream)
+        else:
+            await stream.aclose()  # _AsyncioStream: closing never waits
 
     async def _evict_one(self) -> None:
         for stack in self._idle.values():
@@ -265,10 +390,10 @@ class _Transport(httpx2.AsyncBaseTransport):
         start = 0
         while True:
             end = buffer.find(b"\r\n\r\n", start)
+            if end > _MAX_HEAD or (end < 0 and len(buffer) > _MAX_HEAD):
+                raise httpx2.RemoteProtocolError(f"response head larger than {_MAX_HEAD} bytes")
             if end >= 0:
                 break
-            if len(buffer) > _MAX_HEAD:
-                raise httpx2.RemoteProtocolError(f"response head larger than {_MAX_HEAD} bytes")
             start = max(0, len(buffer) - 3)
             data = await _receive(connection)
             if not data:
@@ -284,7 +409,7 @@ class _Transport(httpx2.AsyncBaseTransport):
     def _body_stream(
         self,
         connection: _Connection,
-        method: str,
+        request: httpx2.Request,
         status: int,
         version: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -292,7 +417,8 @@ class _Transport(httpx2.AsyncBaseTransport):
     ) -> _BodyStream:
         length: int | None = None
         chunked = False
-        keep_alive = version == b"HTTP/1.1"
+        # RFC 9112 9.6: no further request on a connection either side said "close" on
+        keep_alive = version == b"HTTP/1.1" and "close" not in request.headers.get("connection", "").lower()
         for name, value in headers:
             lowered = name.lower()
             if lowered == b"content-length":
@@ -306,7 +432,7 @@ class _Transport(httpx2.AsyncBaseTransport):
                 chunked = True
             elif lowered == b"connection" and b"close" in value.lower():
                 keep_alive = False
-        if method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
+        if request.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
             mode, length = "length", 0
         elif chunked:
             mode, length = "chunked", None
@@ -391,34 +517,42 @@ class _BodyStream(httpx2.AsyncByteStream):
         buffer = connection.buffer
         while True:
             line = await self._line(connection)
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                size = -1
-            if size < 0 or not size_text or size_text.startswith((b"+", b"-", b"0x", b"0X")):
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _HEX.fullmatch(size_text):
                 raise httpx2.RemoteProtocolError(f"invalid chunk size line {bytes(line[:40])!r}")
-            if size == 0:
+            remaining = int(size_text, 16)
+            if remaining == 0:
                 while await self._line(connection):  # trailers, up to the empty line
                     pass
                 return
-            while len(buffer) < size + 2:
+            while remaining:  # hand on what has arrived: a big chunk sent slowly still streams
+                if not buffer:
+                    data = await self._more(connection)
+                    if not data:
+                        raise httpx2.RemoteProtocolError("the server closed the connection mid-chunk")
+                    buffer += data
+                part = bytes(buffer[:remaining])
+                del buffer[:remaining]
+                remaining -= len(part)
+                yield part
+            while len(buffer) < 2:
                 data = await self._more(connection)
                 if not data:
                     raise httpx2.RemoteProtocolError("the server closed the connection mid-chunk")
                 buffer += data
-            if buffer[size : size + 2] != b"\r\n":
+            if buffer[:2] != b"\r\n":
                 raise httpx2.RemoteProtocolError("a chunk is not followed by CRLF")
-            part = bytes(buffer[:size])
-            del buffer[: size + 2]
-            yield part
+            del buffer[:2]
 
     async def _line(self, connection: _Connection) -> bytes:
         buffer = connection.buffer
         start = 0
-        while (end := buffer.find(b"\r\n", start)) < 0:
-            if len(buffer) > _MAX_CHUNK_LINE:
-                raise httpx2.RemoteProtocolError("chunk framing line too long")
+        while True:
+            end = buffer.find(b"\r\n", start)
+            if end > _MAX_CHUNK_LINE or (end < 0 and len(buffer) > _MAX_CHUNK_LINE):
+                raise httpx2.RemoteProtocolError(f"chunk framing line longer than {_MAX_CHUNK_LINE} bytes")
+            if end >= 0:
+                break
             start = max(0, len(buffer) - 1)
             data = await self._more(connection)
             if not data:
@@ -430,6 +564,14 @@ class _BodyStream(httpx2.AsyncByteStream):
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio (or another anyio backend)
+        return False
+    return True
 
 
 async def _receive(connection: _Connection) -> bytes:
@@ -446,6 +588,7 @@ def _deadline(timeout: float | None) -> float:
     return anyio.current_time() + timeout if timeout is not None else float("inf")
 
 
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
