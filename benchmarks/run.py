@@ -328,6 +328,12 @@ def markdown(results: dict[str, Any]) -> str:
                     f" {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_per_run_kb'])} |"
                     f" {_fmt(r['client_cpu_s'], 2)} | {_fmt(r['server_cpu_s'], 2)} | {r['errors']} |"
                 )
+        if "floor" in sc:
+            lines.append(
+                "\n`floor`: the same protocol over bare asyncio sockets, no HTTP library and no error "
+                "handling (`benchmarks/_impls.py::Floor`): a lower bound for one Python process on this "
+                "machine, not a usable client."
+            )
     imp = results.get("imports")
     if imp:
         lines += [
@@ -381,12 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         ("streaming", lambda: scenario_cpu(impls, stream=True, rounds=rounds, runs=runs)),
         (
             "concurrency",
-            lambda: scenario_concurrency(impls, n=50 if quick else 200, rounds=1 if quick else 3),
+            lambda: scenario_concurrency(["floor", *impls], n=50 if quick else 200, rounds=1 if quick else 3),
         ),
         ("imports", lambda: scenario_imports(2 if quick else 7)),
         (
             "scale",
-            lambda: scenario_concurrency(["agentkit"], n=300 if quick else 2000, rounds=1 if quick else 2),
+            lambda: scenario_concurrency(
+                ["floor", "agentkit"], n=300 if quick else 2000, rounds=1 if quick else 2
+            ),
         ),
     ]
     for name, step in steps:
