@@ -154,7 +154,8 @@ def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, 
                 }  # fmt: skip
                 cpu0 = srv.cpu_seconds()
                 result = worker(spec)
-                result["server_cpu_s"] = srv.cpu_seconds() - cpu0
+                # the worker made 2N + 1 runs (warm-up, cold batch, warm batch)
+                result["server_cpu_ms_per_run"] = (srv.cpu_seconds() - cpu0) * 1e3 / (2 * n + 1)
                 per[name].append(result)
     out: dict[str, Any] = {
         "config": {"n": n, "latency_s": LATENCY, "T": tool_turns, "K": parallel, "tool_sleep_s": TOOL_SLEEP,
@@ -165,10 +166,11 @@ def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, 
         out[name] = {
             "wall_s": summary(walls),
             "ratio_vs_ideal": summary([w / ideal for w in walls]),
+            "cold_wall_s": summary([r["cold_wall_s"] for r in results]),
             "peak_rss_mb": summary([r["peak_rss_mb"] for r in results]),
             "rss_per_run_kb": summary([r["rss_per_run_kb"] for r in results]),
             "client_cpu_s": summary([r["cpu_s"] for r in results]),
-            "server_cpu_s": summary([r["server_cpu_s"] for r in results]),
+            "server_cpu_ms_per_run": summary([r["server_cpu_ms_per_run"] for r in results]),
             "errors": sum(r["errors"] for r in results),
             "first_errors": sorted({e for r in results for e in r["first_errors"]})[:3],
         }
@@ -317,16 +319,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{title}: {cfg['n']} concurrent runs, {cfg['latency_s'] * 1000:.0f} ms latency, T={cfg['T']} "
             f"K={cfg['K']}, tools sleep {cfg['tool_sleep_s'] * 1000:.0f} ms; ideal {cfg['ideal_s']:.2f} s:",
             "",
-            "| implementation | wall (s) | x ideal | peak RSS (MB) | RSS/run (KB) | client CPU (s) "
-            "| server CPU (s) | errors |",
-            "|---|---|---|---|---|---|---|---|",
+            "| implementation | wall (s) | x ideal | cold pool: wall (s) | peak RSS (MB) | RSS/run (KB) "
+            "| client CPU (s) | server CPU/run (ms) | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in sc.items():
             if name != "config":
                 lines.append(
                     f"| {name} | {_fmt(r['wall_s'], 2)} | {_fmt(r['ratio_vs_ideal'], 2)} |"
+                    f" {_fmt(r['cold_wall_s'], 2)} |"
                     f" {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_per_run_kb'])} |"
-                    f" {_fmt(r['client_cpu_s'], 2)} | {_fmt(r['server_cpu_s'], 2)} | {r['errors']} |"
+                    f" {_fmt(r['client_cpu_s'], 2)} | {_fmt(r['server_cpu_ms_per_run'], 2)} | {r['errors']} |"
                 )
         if "floor" in sc:
             lines.append(
