@@ -18,12 +18,13 @@ import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, cast
 
 import anyio
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
@@ -378,13 +379,24 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> AgentStream[OutputT]:
         """Run with streaming requests, yielding typed events (text deltas, tool calls, turns, the end).
 
-        ``async for event in agent.stream(...)``; use ``async with agent.stream(...) as events`` to
-        be sure the run is cleaned up if you stop iterating early. ``.result`` holds the RunResult.
-        Text and tool-input deltas arrive live; the ``ToolCallStarted`` events of a turn come before
-        its calls run and the ``ToolCallFinished`` events (with each call's own duration) once all of
-        the turn's calls are done, in ``tool_use`` order.
+        Use ``async with agent.stream(...) as events: async for event in events: ...``: leaving the
+        block early cancels the run (calls still running are cancelled and every ``tool_use`` is
+        answered). ``.result`` holds the RunResult once ``RunFinished`` has been yielded.
+
+        Text and tool-input deltas arrive live. The ``ToolCallStarted`` events of a turn all come
+        before its calls run; inside ``async with``, each call's ``ToolCallFinished`` (with its own
+        duration) is yielded as soon as that call ends, in the order the calls end. All of a turn's
+        ``ToolCallFinished`` events come before the next turn's events, and ``RunFinished`` is last.
+        A plain ``async for`` over ``agent.stream(...)`` (no ``async with``) yields the same events, but
+        a turn's ``ToolCallFinished`` events arrive together once all of its calls are done, in
+        ``tool_use`` order.
+
+        Inside ``async with`` the calls of a turn run in a task group that the block opens, so don't
+        yield from an async generator inside the block unless that generator is always fully iterated
+        or closed by the task that iterates it. If that can't be guaranteed, use a plain ``async for``.
         """
-        return AgentStream(self._run(prompt, deps, history, stream=True))
+        live = _LiveGroup()
+        return AgentStream(self._run(prompt, deps, history, stream=True, live=live), live)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -395,6 +407,7 @@ class Agent(Generic[DepsT, OutputT]):
         history: Conversation | Sequence[MessageParam | Mapping[str, Any]] | None,
         *,
         stream: bool,
+        live: _LiveGroup | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         run_id = f"run_{uuid.uuid4().hex[:16]}"
         log = get_logger("agentkit").bind(run_id=run_id, model=self.model)
@@ -524,17 +537,37 @@ class Agent(Generic[DepsT, OutputT]):
                     break
 
                 # --- dispatch every tool_use of the turn ---
-                for tool_use in tool_uses:
-                    yield ToolCallStarted(turn=state.turns, tool_use=tool_use)
-                finished = await self._dispatch(message, state, ctx, log, loop_guard)
-                for tool_use, tool_result, duration in finished:
-                    yield ToolCallFinished(
-                        turn=state.turns,
-                        tool_use=tool_use,
-                        result=tool_result,
-                        duration=duration,
-                        is_error=bool(tool_result.is_error),
-                    )
+                try:
+                    for tool_use in tool_uses:
+                        yield ToolCallStarted(turn=state.turns, tool_use=tool_use)
+                except BaseException as exc:  # the consumer stopped here: answer the calls never run
+                    state.answer_all(tool_uses, _not_run_reason(exc))
+                    raise
+                group = live.group if live is not None else None
+                if group is not None and len(tool_uses) > 1:
+                    # Inside `async with agent.stream()`: the calls run in the stream's task group (this
+                    # generator must not yield inside one) and each ToolCallFinished comes as it ends.
+                    calls = _LiveCalls(state.turns, len(tool_uses))
+                    group.start_soon(self._dispatch_live, calls, message, state, ctx, log, loop_guard)
+                    with calls.receive:
+                        try:
+                            async for finished_event in calls.receive:
+                                yield finished_event
+                        except BaseException:  # consumer gone or cancelled: stop the calls, answer all
+                            await calls.stop()
+                            raise
+                    if calls.failure is not None:
+                        raise calls.failure
+                else:
+                    finished = await self._dispatch(message, state, ctx, log, loop_guard)
+                    for tool_use, tool_result, duration in finished:
+                        yield ToolCallFinished(
+                            turn=state.turns,
+                            tool_use=tool_use,
+                            result=tool_result,
+                            duration=duration,
+                            is_error=bool(tool_result.is_error),
+                        )
                 if loop_guard.strikes >= 2:
                     log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="stop")
                     raise ToolLoopError(
@@ -712,11 +745,12 @@ class Agent(Generic[DepsT, OutputT]):
         ctx: RunContext[Any],
         log: Any,
         loop_guard: _LoopGuard,
+        emit: Callable[[ToolUseBlock, ToolResultBlock, float], None] | None = None,
     ) -> list[tuple[ToolUseBlock, ToolResultBlock, float]]:
         """Run every tool_use of the turn and append one user turn with the results, in order.
 
         Whatever happens (cancellation included) every tool_use gets a result before this returns
-        or raises, so the history stays valid.
+        or raises, so the history stays valid. ``emit`` (if given) is called as each call ends.
         """
         tool_uses = message.tool_uses
         results: list[ToolResultBlock | None] = [None] * len(tool_uses)
@@ -757,6 +791,8 @@ class Agent(Generic[DepsT, OutputT]):
                     is_error=bool(result.is_error),
                     output=_preview(result.content),
                 )
+            if emit is not None:
+                emit(tool_use, result, duration)
 
         parallel = self.parallel_tool_calls and not _parallel_disabled(self.tool_choice)
         try:
@@ -768,11 +804,7 @@ class Agent(Generic[DepsT, OutputT]):
                 for index, tool_use in enumerate(tool_uses):
                     await call(index, tool_use)
         except BaseException as exc:
-            reason = (
-                "not run: the run was cancelled"
-                if isinstance(exc, anyio.get_cancelled_exc_class())
-                else f"not run: the run stopped ({type(exc).__name__})"
-            )
+            reason = _not_run_reason(exc)
             state.append_results(
                 [r or _error_result(t.id, reason) for t, r in zip(tool_uses, results, strict=True)]
             )
@@ -784,6 +816,26 @@ class Agent(Generic[DepsT, OutputT]):
         order = {t.id: i for i, t in enumerate(tool_uses)}
         finished.sort(key=lambda item: order[item[0].id])
         return finished
+
+    async def _dispatch_live(
+        self,
+        calls: _LiveCalls,
+        message: Message,
+        state: _RunState,
+        ctx: RunContext[Any],
+        log: Any,
+        loop_guard: _LoopGuard,
+    ) -> None:
+        """``_dispatch`` in a task of the stream's group; its error goes to the run's generator, which
+        raises it in the consumer's task (so the group never sees it and nothing gets wrapped)."""
+        with calls.send:  # closing it ends the generator's loop over the events
+            try:
+                with calls.scope:
+                    await self._dispatch(message, state, ctx, log, loop_guard, calls.emit)
+            except Exception as exc:
+                calls.failure = exc
+            finally:
+                calls.done.set()
 
     async def _call_tool(
         self, tool_use: ToolUseBlock, ctx: RunContext[Any], state: _RunState, blocked: str | None
@@ -857,10 +909,16 @@ class Agent(Generic[DepsT, OutputT]):
 
 
 class AgentStream(Generic[OutputT]):
-    """The events of a streaming run; ``result`` is set once the run finished."""
+    """The events of a streaming run; ``result`` is set once the run finished.
 
-    def __init__(self, events: AsyncGenerator[AgentEvent, None]) -> None:
+    Entered with ``async with``, it opens the task group in which a turn's tool calls run, so that each
+    ``ToolCallFinished`` is yielded as its call ends; leaving the block closes the run first (cancelling
+    calls still running, every ``tool_use`` answered), then the group. See :meth:`Agent.stream`.
+    """
+
+    def __init__(self, events: AsyncGenerator[AgentEvent, None], live: _LiveGroup | None = None) -> None:
         self._events = events
+        self._live = live
         self.result: RunResult[OutputT] | None = None
 
     def __aiter__(self) -> AsyncIterator[AgentEvent]:
@@ -873,12 +931,26 @@ class AgentStream(Generic[OutputT]):
             yield event
 
     async def __aenter__(self) -> Self:
+        live = self._live
+        if live is not None and live.group is None:
+            group = anyio.create_task_group()
+            await group.__aenter__()
+            live.group = group
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._events.aclose()
+        try:
+            await self._events.aclose()  # waits for the calls of the current turn (see _LiveCalls.stop)
+        finally:
+            live = self._live
+            if live is not None and live.group is not None:
+                group, live.group = live.group, None
+                # No task is left in the group. Exit it as a clean block: the exception leaving the
+                # `async with` (a run error, or the consumer's own) propagates unchanged, never wrapped
+                # in an ExceptionGroup.
+                await group.__aexit__(None, None, None)
 
 
 # --- internals ---------------------------------------------------------------------------------
@@ -973,6 +1045,52 @@ class _RunState:
     def answer_all(self, tool_uses: list[ToolUseBlock], reason: str) -> None:
         if tool_uses:
             self.append_results([_error_result(t.id, reason) for t in tool_uses])
+
+
+class _LiveGroup:
+    """The task group of an ``async with agent.stream(...)`` block, once entered (else None)."""
+
+    __slots__ = ("group",)
+
+    def __init__(self) -> None:
+        self.group: TaskGroup | None = None
+
+
+class _LiveCalls:
+    """One turn's tool calls running in the stream's task group, seen from the run's generator.
+
+    The generator cannot yield inside a task group or cancel scope, so ``_dispatch`` runs in a task of
+    the group opened by ``AgentStream.__aenter__``. Each finished call is sent here as a
+    ``ToolCallFinished``. The channel holds one event per call, so a slow consumer never blocks a call.
+    It closes once every result has been appended to the history.
+    """
+
+    __slots__ = ("done", "failure", "receive", "scope", "send", "turn")
+
+    def __init__(self, turn: int, calls: int) -> None:
+        self.turn = turn
+        self.send, self.receive = anyio.create_memory_object_stream[ToolCallFinished](calls)
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.failure: Exception | None = None
+
+    def emit(self, tool_use: ToolUseBlock, result: ToolResultBlock, duration: float) -> None:
+        event = ToolCallFinished(
+            turn=self.turn,
+            tool_use=tool_use,
+            result=result,
+            duration=duration,
+            is_error=bool(result.is_error),
+        )
+        # If nobody reads any more, drop the event: the result is in the history all the same.
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.send.send_nowait(event)
+
+    async def stop(self) -> None:
+        """Cancel the calls still running and wait until ``_dispatch`` has answered every tool_use."""
+        self.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self.done.wait()
 
 
 class _LoopGuard:
@@ -1070,6 +1188,13 @@ def _count_results(message: Mapping[str, Any]) -> int:
 
 def _error_result(tool_use_id: str, text: str) -> ToolResultBlock:
     return ToolResultBlock(tool_use_id=tool_use_id, content=text, is_error=True)
+
+
+def _not_run_reason(exc: BaseException) -> str:
+    """The error result for a call that was never run because the run ended with ``exc``."""
+    if isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
+        return "not run: the run was cancelled"
+    return f"not run: the run stopped ({type(exc).__name__})"
 
 
 def _relaxed(tool_choice: dict[str, Any]) -> dict[str, Any]:
