@@ -248,17 +248,20 @@ class _Transport(httpx2.AsyncBaseTransport):
                     raise httpx2.WriteTimeout("sending the request timed out")
                 raise httpx2.ReadTimeout("no response within the read timeout")
             response_stream = self._body_stream(connection, request, status, version, headers, timeouts)
+            extensions = {"http_version": version, "reason_phrase": reason}
+            buffered = response_stream.buffered_body()
+            if buffered is not None:
+                # The whole body came with the head (the usual JSON answer): hand it over as bytes and
+                # the connection back at once, sparing httpx2 its streaming read path.
+                handed_over = True
+                await self._release(connection, response_stream.keep_alive)
+                return httpx2.Response(status, headers=headers, content=buffered, extensions=extensions)
             handed_over = True
         finally:
             if not handed_over:
                 with anyio.CancelScope(shield=True):
                     await self._discard(connection)
-        return httpx2.Response(
-            status,
-            headers=headers,
-            stream=response_stream,
-            extensions={"http_version": version, "reason_phrase": reason},
-        )
+        return httpx2.Response(status, headers=headers, stream=response_stream, extensions=extensions)
 
     async def _acquire(self, origin: _Origin, timeouts: dict[str, float | None]) -> _Connection:
         woken = False
@@ -461,6 +464,22 @@ class _BodyStream(httpx2.AsyncByteStream):
         self._length = length
         self._keep_alive = keep_alive
         self._read_timeout = read_timeout
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._keep_alive
+
+    def buffered_body(self) -> bytes | None:
+        """The whole body if it has a length and is already buffered (taken off the connection), else
+        None (then iterate)."""
+        connection = self._connection
+        length = self._length
+        if connection is None or self._mode != "length" or length is None or len(connection.buffer) < length:
+            return None
+        body = bytes(connection.buffer[:length])
+        del connection.buffer[:length]
+        self._connection = None
+        return body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection

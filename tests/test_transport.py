@@ -316,6 +316,13 @@ def in_pieces(*pieces: bytes, gap: float = 0.02, close: bool = False) -> Handler
     return handler
 
 
+def body_later(answer: bytes, gap: float = 0.3) -> Handler:
+    """The head at once, the body ``gap`` seconds later: the response holds its connection meanwhile
+    (a body that arrives with the head is taken off the connection at once)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return in_pieces(head + b"\r\n\r\n", body, gap=gap)
+
+
 def byte_by_byte(data: bytes) -> Handler:
     """Send ``data`` one byte per TCP write (TCP_NODELAY is on), with a short sleep between writes."""
 
@@ -887,7 +894,7 @@ async def test_max_connections_caps_concurrent_connections() -> None:
 
 
 async def test_pool_timeout_while_the_only_connection_is_held_then_it_works_again() -> None:
-    with RawServer(replies(ok(b"held body"), ok(b"next"))) as server:
+    with RawServer(replies(body_later(ok(b"held body")), ok(b"next"))) as server:
         async with client_for(server, max_connections=1) as client:
             async with client.stream("GET", "/held") as held:
                 started = time.monotonic()
@@ -901,8 +908,20 @@ async def test_pool_timeout_while_the_only_connection_is_held_then_it_works_agai
     assert len(server.requests) == 2
 
 
+async def test_response_whose_body_came_with_its_head_frees_the_connection_at_once() -> None:
+    # The body arrived in the same read as the head: nothing is left to read off the connection, so
+    # it goes back to the pool before the (streamed, still open) response is read.
+    with RawServer(replies(ok(b"first"), ok(b"second"))) as server:
+        async with client_for(server, max_connections=1) as client:
+            async with client.stream("GET", "/first") as first:
+                second = await client.get("/second", timeout=httpx2.Timeout(5, pool=0.5))
+                assert await first.aread() == b"first"
+    assert second.content == b"second"
+    assert server.accepted == 1
+
+
 async def test_waiting_request_gets_the_connection_when_it_is_released() -> None:
-    with RawServer(replies(ok(b"held body"), ok(b"second"))) as server:
+    with RawServer(replies(body_later(ok(b"held body")), ok(b"second"))) as server:
         async with client_for(server, max_connections=1) as client:
             results: list[bytes] = []
 
@@ -946,7 +965,7 @@ async def test_cancelled_request_does_not_leak_its_pool_slot(answer: Handler) ->
 
 
 async def test_cancelled_request_waiting_for_the_pool_does_not_leak() -> None:
-    with RawServer(replies(ok(b"held body"), ok(b"next"))) as server:
+    with RawServer(replies(body_later(ok(b"held body")), ok(b"next"))) as server:
         async with client_for(server, max_connections=1, timeout=httpx2.Timeout(5, pool=1)) as client:
             async with client.stream("GET", "/held") as held:
                 with anyio.move_on_after(0.1) as scope:
