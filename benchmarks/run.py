@@ -390,13 +390,17 @@ def main(argv: list[str] | None = None) -> int:
         ("streaming", lambda: scenario_cpu(impls, stream=True, rounds=rounds, runs=runs)),
         (
             "concurrency",
-            lambda: scenario_concurrency(["floor", *impls], n=50 if quick else 200, rounds=1 if quick else 3),
+            lambda: scenario_concurrency(
+                ["floor", *impls, "agentkit, tuned gc"], n=50 if quick else 200, rounds=1 if quick else 3
+            ),
         ),
         ("imports", lambda: scenario_imports(2 if quick else 7)),
         (
             "scale",
             lambda: scenario_concurrency(
-                ["floor", "agentkit"], n=300 if quick else 2000, rounds=1 if quick else 2
+                ["floor", "agentkit", "agentkit, tuned gc"],
+                n=300 if quick else 2000,
+                rounds=1 if quick else 2,
             ),
         ),
     ]
