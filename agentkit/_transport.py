@@ -63,6 +63,7 @@ class _AsyncioStream(asyncio.Protocol):
     """
 
     def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._eof = False
@@ -141,7 +142,10 @@ class _AsyncioStream(asyncio.Protocol):
         # abort, not close: close() would keep sending whatever is still queued (the rest of a request
         # that timed out) before letting go of the socket
         if self._transport is not None:
-            self._transport.abort()
+            try:
+                self._transport.abort()
+            except RuntimeError:  # its event loop is closed: the socket closes with the transport
+                self._transport = None
 
     def raw_socket(self) -> socket.socket | None:
         sock = self._transport.get_extra_info("socket") if self._transport is not None else None
@@ -161,12 +165,14 @@ class _Connection:
         self.sock = sock
 
     def looks_closed(self) -> bool:
-        """True when an idle connection has been closed by the server (or has unexpected bytes)."""
+        """True when an idle connection can't take a request: closed by the server, unexpected bytes
+        waiting, or made on another event loop."""
         if self.buffer:
             return True
         stream = self.stream
         if isinstance(stream, _AsyncioStream):  # its transport reads eagerly: EOF or bytes are buffered
-            return stream._eof or bool(stream._buffer)
+            # a connection made on another event loop (a Client kept across asyncio.run calls) is dead
+            return stream._eof or bool(stream._buffer) or stream._loop is not asyncio.get_running_loop()
         if self.sock is None:
             return False
         try:
@@ -326,6 +332,7 @@ class _Transport(httpx2.AsyncBaseTransport):
                         port,
                         ssl=(self._ssl_context or _default_ssl_context()) if tls else None,
                         server_hostname=host if tls else None,
+                        happy_eyeballs_delay=0.25,  # RFC 8305, as anyio.connect_tcp does on trio
                     )
                     return _Connection(protocol, origin, protocol.raw_socket())
                 stream: anyio.abc.ByteStream

@@ -1073,6 +1073,26 @@ async def test_client_creates_over_one_kept_alive_connection(no_proxy_env: pytes
         assert server.connections_accepted == 1
 
 
+def test_client_kept_open_across_event_loops_does_not_reuse_the_old_loops_connections(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    # A Client used from two asyncio.run() calls without being closed in between: the first loop's
+    # idle connection is bound to a dead loop, so the second run must open a new one, not hang on it.
+    import asyncio
+
+    with LocalServer() as server:
+        client = Client(base_url=server.base_url, api_key="sk-test", max_retries=0, timeout=5)
+
+        async def once() -> str:
+            return (await client.create(model="m", max_tokens=8, messages=MESSAGES)).text
+
+        assert asyncio.run(once()) == "echo: Hello"
+        started = time.monotonic()
+        assert asyncio.run(once()) == "echo: Hello"
+        assert time.monotonic() - started < 3.0
+        assert server.connections_accepted == 2
+
+
 async def test_client_retries_a_connection_closed_before_the_answer(no_proxy_env: pytest.MonkeyPatch) -> None:
     no_proxy_env.setattr(agentkit._client, "_INITIAL_BACKOFF", 0.001)
     answer = ok(
