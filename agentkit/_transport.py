@@ -27,7 +27,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -396,25 +396,12 @@ class _Transport(httpx2.AsyncBaseTransport):
     async def _read_head(
         self, connection: _Connection, scope: anyio.CancelScope, read_timeout: float | None
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        buffer = connection.buffer
-        start = 0
-        while True:
-            end = buffer.find(b"\r\n\r\n", start)
-            if end > _MAX_HEAD or (end < 0 and len(buffer) > _MAX_HEAD):
-                raise httpx2.RemoteProtocolError(f"response head larger than {_MAX_HEAD} bytes")
-            if end >= 0:
-                break
-            start = max(0, len(buffer) - 3)
+        async def receive() -> bytes:
             data = await _receive(connection)
-            if not data:
-                if buffer:
-                    raise httpx2.RemoteProtocolError("the server closed the connection mid-response")
-                raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
-            buffer += data
-            scope.deadline = _deadline(read_timeout)
-        head = bytes(buffer[:end])
-        del buffer[: end + 4]
-        return _parse_head(head)
+            scope.deadline = _deadline(read_timeout)  # the read timeout counts from the last bytes
+            return data
+
+        return _parse_head(await _read_until(connection, b"\r\n\r\n", _MAX_HEAD, receive, "response head"))
 
     def _body_stream(
         self,
@@ -571,22 +558,9 @@ class _BodyStream(httpx2.AsyncByteStream):
             del buffer[:2]
 
     async def _line(self, connection: _Connection) -> bytes:
-        buffer = connection.buffer
-        start = 0
-        while True:
-            end = buffer.find(b"\r\n", start)
-            if end > _MAX_CHUNK_LINE or (end < 0 and len(buffer) > _MAX_CHUNK_LINE):
-                raise httpx2.RemoteProtocolError(f"chunk framing line longer than {_MAX_CHUNK_LINE} bytes")
-            if end >= 0:
-                break
-            start = max(0, len(buffer) - 1)
-            data = await self._more(connection)
-            if not data:
-                raise httpx2.RemoteProtocolError("the server closed the connection mid-chunk")
-            buffer += data
-        line = bytes(buffer[:end])
-        del buffer[: end + 2]
-        return line
+        return await _read_until(
+            connection, b"\r\n", _MAX_CHUNK_LINE, lambda: self._more(connection), "chunk framing line"
+        )
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -598,6 +572,35 @@ def _on_asyncio() -> bool:
     except RuntimeError:  # trio (or another anyio backend)
         return False
     return True
+
+
+async def _read_until(
+    connection: _Connection,
+    delimiter: bytes,
+    limit: int,
+    receive: Callable[[], Awaitable[bytes]],
+    what: str,
+) -> bytes:
+    """The buffered bytes up to ``delimiter`` (both taken off the buffer), reading more as needed;
+    ``RemoteProtocolError`` when they run past ``limit`` or the connection ends first."""
+    buffer = connection.buffer
+    start = 0
+    while True:
+        end = buffer.find(delimiter, start)
+        if end > limit or (end < 0 and len(buffer) > limit):
+            raise httpx2.RemoteProtocolError(f"{what} longer than {limit} bytes")
+        if end >= 0:
+            break
+        start = max(0, len(buffer) - len(delimiter) + 1)
+        data = await receive()
+        if not data:
+            if not buffer and what == "response head":
+                raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+            raise httpx2.RemoteProtocolError(f"the server closed the connection in the middle of a {what}")
+        buffer += data
+    found = bytes(buffer[:end])
+    del buffer[: end + len(delimiter)]
+    return found
 
 
 async def _receive(connection: _Connection) -> bytes:

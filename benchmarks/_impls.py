@@ -94,9 +94,7 @@ class Raw:
             if self.stream:
                 blocks, stop_reason = await self._stream(content)
             else:
-                response = await self.http.post(self.url, content=content, headers=self.headers)
-                response.raise_for_status()
-                data = response.json()
+                data = await self._post(content)
                 blocks, stop_reason = data["content"], data["stop_reason"]
             messages.append({"role": "assistant", "content": blocks})
             if stop_reason != "tool_use":
@@ -112,6 +110,12 @@ class Raw:
                     ],
                 }
             )
+
+    async def _post(self, content: bytes) -> dict[str, Any]:
+        response = await self.http.post(self.url, content=content, headers=self.headers)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
 
     async def _stream(self, content: bytes) -> tuple[list[dict[str, Any]], str | None]:
         blocks: list[dict[str, Any]] = []
@@ -148,14 +152,15 @@ class Raw:
         await self.http.aclose()
 
 
-class Floor:
-    """A lower bound, not a real client: the same protocol over bare asyncio streams (no HTTP library,
+class Floor(Raw):
+    """A lower bound, not a real client: the raw loop's protocol over bare asyncio streams (no HTTP library,
     no error handling beyond a status check, Content-Length bodies only). It shows what one Python
     process on this machine can do at best, so the concurrency ratios can be read against it."""
 
     def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
         if stream:
             raise ValueError("the floor implementation has no streaming mode")
+        self.stream = False
         url = httpx2.URL(base_url)
         self.host, self.port = url.host, url.port or 80
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -181,27 +186,6 @@ class Floor:
         self.idle.append((reader, writer))
         data: dict[str, Any] = json.loads(body)
         return data
-
-    async def run(self) -> str:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
-        while True:
-            body = {"model": MODEL, "max_tokens": MAX_TOKENS, "tools": RAW_TOOLS, "messages": messages}
-            data = await self._post(json.dumps(body).encode())
-            blocks = data["content"]
-            messages.append({"role": "assistant", "content": blocks})
-            if data["stop_reason"] != "tool_use":
-                return "".join(b["text"] for b in blocks if b["type"] == "text")
-            uses = [b for b in blocks if b["type"] == "tool_use"]
-            outputs = await asyncio.gather(*(get_weather(**u["input"]) for u in uses))
-            messages.append(
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "tool_result", "tool_use_id": u["id"], "content": out}
-                        for u, out in zip(uses, outputs, strict=True)
-                    ],
-                }
-            )
 
     async def aclose(self) -> None:
         for _, writer in self.idle:
