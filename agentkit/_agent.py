@@ -547,7 +547,7 @@ class Agent(Generic[DepsT, OutputT]):
                 if group is not None and len(tool_uses) > 1:
                     # Inside `async with agent.stream()`: the calls run in the stream's task group (this
                     # generator must not yield inside one) and each ToolCallFinished comes as it ends.
-                    calls = _LiveCalls(state.turns, len(tool_uses))
+                    calls = _LiveCalls(len(tool_uses))
                     group.start_soon(self._dispatch_live, calls, message, state, ctx, log, loop_guard)
                     with calls.receive:
                         try:
@@ -559,15 +559,8 @@ class Agent(Generic[DepsT, OutputT]):
                     if calls.failure is not None:
                         raise calls.failure
                 else:
-                    finished = await self._dispatch(message, state, ctx, log, loop_guard)
-                    for tool_use, tool_result, duration in finished:
-                        yield ToolCallFinished(
-                            turn=state.turns,
-                            tool_use=tool_use,
-                            result=tool_result,
-                            duration=duration,
-                            is_error=bool(tool_result.is_error),
-                        )
+                    for finished_event in await self._dispatch(message, state, ctx, log, loop_guard):
+                        yield finished_event
                 if loop_guard.strikes >= 2:
                     log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="stop")
                     raise ToolLoopError(
@@ -745,16 +738,16 @@ class Agent(Generic[DepsT, OutputT]):
         ctx: RunContext[Any],
         log: Any,
         loop_guard: _LoopGuard,
-        emit: Callable[[ToolUseBlock, ToolResultBlock, float], None] | None = None,
-    ) -> list[tuple[ToolUseBlock, ToolResultBlock, float]]:
+        emit: Callable[[ToolCallFinished], None] | None = None,
+    ) -> list[ToolCallFinished]:
         """Run every tool_use of the turn and append one user turn with the results, in order.
 
         Whatever happens (cancellation included) every tool_use gets a result before this returns
-        or raises, so the history stays valid. ``emit`` (if given) is called as each call ends.
+        or raises, so the history stays valid. ``emit`` (if given) is called as each call ends; the
+        return value is every call's event in ``tool_use`` order.
         """
         tool_uses = message.tool_uses
-        results: list[ToolResultBlock | None] = [None] * len(tool_uses)
-        finished: list[tuple[ToolUseBlock, ToolResultBlock, float]] = []
+        finished: list[ToolCallFinished | None] = [None] * len(tool_uses)
         blocked = loop_guard.check(tool_uses)
         names = {t.id: t.name for t in tool_uses}
         for bad in message.invalid_tool_inputs:  # input that is not a JSON object: never run
@@ -779,8 +772,13 @@ class Agent(Generic[DepsT, OutputT]):
                 )
             result = await self._call_tool(tool_use, ctx, state, blocked.get(tool_use.id))
             duration = time.perf_counter() - started
-            results[index] = result
-            finished.append((tool_use, result, duration))
+            event = finished[index] = ToolCallFinished(
+                turn=state.turns,
+                tool_use=tool_use,
+                result=result,
+                duration=duration,
+                is_error=bool(result.is_error),
+            )
             if verbose:
                 log.info(
                     "tool.call.end",
@@ -792,7 +790,7 @@ class Agent(Generic[DepsT, OutputT]):
                     output=_preview(result.content),
                 )
             if emit is not None:
-                emit(tool_use, result, duration)
+                emit(event)
 
         parallel = self.parallel_tool_calls and not _parallel_disabled(self.tool_choice)
         try:
@@ -806,16 +804,18 @@ class Agent(Generic[DepsT, OutputT]):
         except BaseException as exc:
             reason = _not_run_reason(exc)
             state.append_results(
-                [r or _error_result(t.id, reason) for t, r in zip(tool_uses, results, strict=True)]
+                [
+                    e.result if e else _error_result(t.id, reason)
+                    for t, e in zip(tool_uses, finished, strict=True)
+                ]
             )
             log.info(
-                "tool.dispatch.interrupted", turn=state.turns, answered=sum(r is not None for r in results)
+                "tool.dispatch.interrupted", turn=state.turns, answered=sum(e is not None for e in finished)
             )
             raise
-        state.append_results([r for r in results if r is not None])
-        order = {t.id: i for i, t in enumerate(tool_uses)}
-        finished.sort(key=lambda item: order[item[0].id])
-        return finished
+        done = [e for e in finished if e is not None]  # all of them: every call() returned
+        state.append_results([e.result for e in done])
+        return done
 
     async def _dispatch_live(
         self,
@@ -1065,23 +1065,15 @@ class _LiveCalls:
     It closes once every result has been appended to the history.
     """
 
-    __slots__ = ("done", "failure", "receive", "scope", "send", "turn")
+    __slots__ = ("done", "failure", "receive", "scope", "send")
 
-    def __init__(self, turn: int, calls: int) -> None:
-        self.turn = turn
+    def __init__(self, calls: int) -> None:
         self.send, self.receive = anyio.create_memory_object_stream[ToolCallFinished](calls)
         self.scope = anyio.CancelScope()
         self.done = anyio.Event()
         self.failure: Exception | None = None
 
-    def emit(self, tool_use: ToolUseBlock, result: ToolResultBlock, duration: float) -> None:
-        event = ToolCallFinished(
-            turn=self.turn,
-            tool_use=tool_use,
-            result=result,
-            duration=duration,
-            is_error=bool(result.is_error),
-        )
+    def emit(self, event: ToolCallFinished) -> None:
         # If nobody reads any more, drop the event: the result is in the history all the same.
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.send.send_nowait(event)

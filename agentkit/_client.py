@@ -396,7 +396,7 @@ class Client:
         extra_headers: Mapping[str, str] | None,
         timeout: float | httpx2.Timeout | None,
     ) -> tuple[httpx2.Response, Any]:
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = _encode(body)
         url = self.base_url + path
 
         async def attempt(number: int) -> tuple[httpx2.Response, Any]:
@@ -505,7 +505,7 @@ class MessageStream:
 
     async def _open(self) -> None:
         client = self._client
-        content = json.dumps(self._body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = _encode(self._body)
         url = client.base_url + "/v1/messages"
 
         async def attempt(number: int) -> None:
@@ -607,6 +607,11 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as compact UTF-8 JSON."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _proxied(url: str) -> bool:

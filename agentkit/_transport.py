@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import re
 import socket
 import ssl
@@ -147,13 +148,10 @@ class _AsyncioStream(asyncio.Protocol):
             except RuntimeError:  # its event loop is closed: the socket closes with the transport
                 self._transport = None
 
-    def raw_socket(self) -> socket.socket | None:
-        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
-        return sock if isinstance(sock, socket.socket) else None
-
 
 class _Connection:
-    """One open connection: its stream, the bytes read past the last response, and its raw socket."""
+    """One open connection: its stream, the bytes read past the last response, and (for anyio streams,
+    to check an idle one is still open) its raw socket."""
 
     __slots__ = ("buffer", "idle_since", "origin", "sock", "stream")
 
@@ -230,16 +228,11 @@ class _Transport(httpx2.AsyncBaseTransport):
             body = b"0\r\n\r\n"
 
         connection = await self._acquire(origin, timeouts)
-        handed_over = False
         try:
             writing = True
             with anyio.CancelScope(deadline=_deadline(timeouts.get("write"))) as scope:
                 try:
-                    if len(body) < 65536:
-                        await connection.stream.send(head + body)
-                    else:
-                        await connection.stream.send(head)
-                        await connection.stream.send(body)
+                    await connection.stream.send(head + body)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     raise httpx2.WriteError(f"sending the request failed: {exc!r}") from exc
                 writing = False
@@ -254,19 +247,17 @@ class _Transport(httpx2.AsyncBaseTransport):
                     raise httpx2.WriteTimeout("sending the request timed out")
                 raise httpx2.ReadTimeout("no response within the read timeout")
             response_stream = self._body_stream(connection, request, status, version, headers, timeouts)
-            extensions = {"http_version": version, "reason_phrase": reason}
-            buffered = response_stream.buffered_body()
-            if buffered is not None:
-                # The whole body came with the head (the usual JSON answer): hand it over as bytes and
-                # the connection back at once, sparing httpx2 its streaming read path.
-                handed_over = True
-                await self._release(connection, response_stream.keep_alive)
-                return httpx2.Response(status, headers=headers, content=buffered, extensions=extensions)
-            handed_over = True
-        finally:
-            if not handed_over:
-                with anyio.CancelScope(shield=True):
-                    await self._discard(connection)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._discard(connection)
+            raise
+        extensions = {"http_version": version, "reason_phrase": reason}
+        buffered = response_stream.buffered_body()
+        if buffered is not None:
+            # The whole body came with the head (the usual JSON answer): hand it over as bytes and the
+            # connection back at once, sparing httpx2 its streaming read path.
+            await self._release(connection, response_stream.keep_alive)
+            return httpx2.Response(status, headers=headers, content=buffered, extensions=extensions)
         return httpx2.Response(status, headers=headers, stream=response_stream, extensions=extensions)
 
     async def _acquire(self, origin: _Origin, timeouts: dict[str, float | None]) -> _Connection:
@@ -334,7 +325,7 @@ class _Transport(httpx2.AsyncBaseTransport):
                         server_hostname=host if tls else None,
                         happy_eyeballs_delay=0.25,  # RFC 8305, as anyio.connect_tcp does on trio
                     )
-                    return _Connection(protocol, origin, protocol.raw_socket())
+                    return _Connection(protocol, origin, None)
                 stream: anyio.abc.ByteStream
                 if tls:
                     stream = await anyio.connect_tcp(
@@ -401,7 +392,15 @@ class _Transport(httpx2.AsyncBaseTransport):
             scope.deadline = _deadline(read_timeout)  # the read timeout counts from the last bytes
             return data
 
-        return _parse_head(await _read_until(connection, b"\r\n\r\n", _MAX_HEAD, receive, "response head"))
+        head = await _read_until(
+            connection,
+            b"\r\n\r\n",
+            _MAX_HEAD,
+            receive,
+            "response head",
+            closed_at_once="Server disconnected without sending a response.",
+        )
+        return _parse_head(head)
 
     def _body_stream(
         self,
@@ -503,28 +502,35 @@ class _BodyStream(httpx2.AsyncByteStream):
         with anyio.fail_after(self._read_timeout):
             return await _receive(connection)
 
-    async def _plain(self, connection: _Connection) -> AsyncIterator[bytes]:
+    async def _fill(self, connection: _Connection, what: str) -> None:
+        """Read more into the connection's buffer; ``RemoteProtocolError`` if it ends instead."""
+        data = await self._more(connection)
+        if not data:
+            raise httpx2.RemoteProtocolError(f"the server closed the connection in the middle of a {what}")
+        connection.buffer += data
+
+    async def _pass_on(self, connection: _Connection, size: int, what: str) -> AsyncIterator[bytes]:
+        """The next ``size`` bytes, piece by piece as they arrive (a big body sent slowly still streams)."""
         buffer = connection.buffer
-        remaining = self._length
-        if remaining is None:  # until the server closes
-            if buffer:
-                yield bytes(buffer)
-                buffer.clear()
-            while data := await self._more(connection):
-                yield data
-            return
-        while remaining:
+        while size:
             if not buffer:
-                data = await self._more(connection)
-                if not data:
-                    raise httpx2.RemoteProtocolError(
-                        f"the server closed the connection with {remaining} body bytes unsent"
-                    )
-                buffer += data
-            part = bytes(buffer[:remaining])
-            del buffer[:remaining]
-            remaining -= len(part)
+                await self._fill(connection, what)
+            part = bytes(buffer[:size])
+            del buffer[:size]
+            size -= len(part)
             yield part
+
+    async def _plain(self, connection: _Connection) -> AsyncIterator[bytes]:
+        if self._length is not None:
+            async for part in self._pass_on(connection, self._length, "body"):
+                yield part
+            return
+        buffer = connection.buffer  # until the server closes
+        if buffer:
+            yield bytes(buffer)
+            buffer.clear()
+        while data := await self._more(connection):
+            yield data
 
     async def _chunked(self, connection: _Connection) -> AsyncIterator[bytes]:
         buffer = connection.buffer
@@ -533,26 +539,15 @@ class _BodyStream(httpx2.AsyncByteStream):
             size_text = line.split(b";", 1)[0].strip(b" \t")
             if not _HEX.fullmatch(size_text):
                 raise httpx2.RemoteProtocolError(f"invalid chunk size line {bytes(line[:40])!r}")
-            remaining = int(size_text, 16)
-            if remaining == 0:
+            size = int(size_text, 16)
+            if size == 0:
                 while await self._line(connection):  # trailers, up to the empty line
                     pass
                 return
-            while remaining:  # hand on what has arrived: a big chunk sent slowly still streams
-                if not buffer:
-                    data = await self._more(connection)
-                    if not data:
-                        raise httpx2.RemoteProtocolError("the server closed the connection mid-chunk")
-                    buffer += data
-                part = bytes(buffer[:remaining])
-                del buffer[:remaining]
-                remaining -= len(part)
+            async for part in self._pass_on(connection, size, "chunk"):
                 yield part
             while len(buffer) < 2:
-                data = await self._more(connection)
-                if not data:
-                    raise httpx2.RemoteProtocolError("the server closed the connection mid-chunk")
-                buffer += data
+                await self._fill(connection, "chunk")
             if buffer[:2] != b"\r\n":
                 raise httpx2.RemoteProtocolError("a chunk is not followed by CRLF")
             del buffer[:2]
@@ -580,9 +575,12 @@ async def _read_until(
     limit: int,
     receive: Callable[[], Awaitable[bytes]],
     what: str,
+    *,
+    closed_at_once: str | None = None,
 ) -> bytes:
     """The buffered bytes up to ``delimiter`` (both taken off the buffer), reading more as needed;
-    ``RemoteProtocolError`` when they run past ``limit`` or the connection ends first."""
+    ``RemoteProtocolError`` when they run past ``limit`` or the connection ends first (with the message
+    ``closed_at_once`` if it ends before any byte)."""
     buffer = connection.buffer
     start = 0
     while True:
@@ -594,8 +592,8 @@ async def _read_until(
         start = max(0, len(buffer) - len(delimiter) + 1)
         data = await receive()
         if not data:
-            if not buffer and what == "response head":
-                raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+            if not buffer and closed_at_once is not None:
+                raise httpx2.RemoteProtocolError(closed_at_once)
             raise httpx2.RemoteProtocolError(f"the server closed the connection in the middle of a {what}")
         buffer += data
     found = bytes(buffer[:end])
@@ -648,13 +646,9 @@ def _parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes
     return int(code), reason, version, headers
 
 
-_ssl_context: ssl.SSLContext | None = None
-
-
+@functools.cache
 def _default_ssl_context() -> ssl.SSLContext:
     """httpx2's verified context (certifi CA store), loaded once: loading it costs ~25 ms."""
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx2.create_ssl_context()
-        _ssl_context.set_alpn_protocols(["http/1.1"])
-    return _ssl_context
+    context = httpx2.create_ssl_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context

@@ -563,11 +563,10 @@ class LocalServer:
     async def _answer(
         self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, result: ReplyLike
     ) -> None:
+        """Send ``result``, as :meth:`_render` left it."""
         while isinstance(result, DelayReply):
             await asyncio.sleep(result.seconds)
             result = result.inner
-        if isinstance(result, dict):
-            result = MessageReply(result)
         if not isinstance(result, Reply):
             self._error(
                 writer,
@@ -578,9 +577,7 @@ class LocalServer:
                 f"policy returned {type(result).__name__}; expected a Reply or a Message dict",
             )
             return
-        if isinstance(result, MessageReply):
-            result = self._render(request, result)
-        if isinstance(result, _Rendered):
+        if isinstance(result, _Rendered):  # Message replies were rendered by _serve
             await self._send_rendered(request, writer, keep_alive, result)
         elif isinstance(result, ErrorReply):
             self._send_error_reply(request, writer, keep_alive, result)
