@@ -276,7 +276,7 @@ def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any,
 
 def _use_offline_providers() -> None:
     """Offline means no network: switch the bundled tools that call web APIs to simulated data."""
-    weather = sys.modules.get("tools.weather")
+    weather = sys.modules.get("agentkit.tools.weather")
     if weather is not None and hasattr(weather, "offline"):
         weather.offline()
 
@@ -292,6 +292,12 @@ def _load_tools(sources: Sequence[str]) -> Toolset:
     return Toolset(collected)
 
 
+# The ready-made tools live in agentkit.tools; "tools.weather" on the command line still means them.
+_BUNDLED_ALIASES = {
+    f"tools.{name}": f"agentkit.tools.{name}" for name in ("calculator", "clock", "files", "http", "weather")
+}
+
+
 def _import_source(source: str) -> ModuleType:
     path = Path(source)
     try:
@@ -305,7 +311,7 @@ def _import_source(source: str) -> ModuleType:
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
             return module
-        return importlib.import_module(source)
+        return importlib.import_module(_BUNDLED_ALIASES.get(source, source))
     except (_UsageError, ToolDefinitionError):
         raise
     except Exception as exc:

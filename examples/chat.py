@@ -20,9 +20,6 @@ from pathlib import Path
 
 import anyio
 
-import tools.calculator
-import tools.clock
-import tools.weather
 from agentkit import (
     Agent,
     AgentRunError,
@@ -34,6 +31,7 @@ from agentkit import (
     configure_logging,
 )
 from agentkit.testing import demo_client
+from agentkit.tools import calculator, clock, weather
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 SYSTEM = (
@@ -111,16 +109,16 @@ def main() -> None:
 
     with demo_client() as env:
         if env.offline:
-            tools.weather.offline()
+            weather.offline()
         agent: Agent[None, None] = Agent(
             env.client,
             model=MODEL,
             system=SYSTEM,
             tools=[
-                tools.weather.get_weather,
-                tools.calculator.calculate,
-                tools.clock.current_time,
-                tools.clock.convert_time,
+                weather.get_weather,
+                calculator.calculate,
+                clock.current_time,
+                clock.convert_time,
             ],
             max_turns=8,
         )

@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 import httpx2
 
-import tools.weather
 from agentkit import Agent, AgentKitError, Client, Provider, configure_logging
 from agentkit.testing import LocalServer, OfflineModel
+from agentkit.tools import weather
 
 PROMPT = "What's the weather in Tokyo?"
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
@@ -44,7 +44,7 @@ class EnvelopeSpy:
 
 def make_agent(client: Client) -> Agent[None, None]:
     """The same agent for every provider: only the client changes."""
-    return Agent(client, model=MODEL, tools=[tools.weather.get_weather], max_turns=4)
+    return Agent(client, model=MODEL, tools=[weather.get_weather], max_turns=4)
 
 
 def auth_header(headers: dict[str, str]) -> str:
@@ -60,7 +60,7 @@ async def run_offline(provider: Provider) -> dict[str, Any]:
     key = f"sk-demo-{provider}"
     with (
         LocalServer(policy=OfflineModel(), flavour=provider, api_key=key) as server,
-        tools.weather.use_weather_provider(tools.weather.SimulatedWeatherProvider()),  # no network
+        weather.use_weather_provider(weather.SimulatedWeatherProvider()),  # no network
     ):
         spy = EnvelopeSpy()
         async with (

@@ -30,9 +30,9 @@ import anyio.abc
 import httpx2
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-import tools.weather
 from agentkit import Agent, AgentKitError, configure_logging
 from agentkit.testing import demo_client
+from agentkit.tools import weather
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 MAX_HEAD_BYTES = 16 * 1024  # request line + headers
@@ -241,14 +241,14 @@ def main() -> int:
 
     with demo_client() as env:
         if env.offline:
-            tools.weather.offline()
+            weather.offline()
         # One Agent and one Client for every request: runs keep their state apart, and the client's
         # connection pool is shared (and safe to use from concurrent tasks).
         agent: Agent[None, None] = Agent(
             env.client,
             model=MODEL,
             system="You are a concise weather assistant. Use get_weather for facts.",
-            tools=[tools.weather.get_weather],
+            tools=[weather.get_weather],
             max_turns=5,
         )
         service = ChatService(agent, grace=args.grace)

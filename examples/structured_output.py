@@ -14,9 +14,9 @@ import sys
 
 from pydantic import BaseModel, Field
 
-import tools.weather
 from agentkit import Agent, configure_logging
 from agentkit.testing import demo_client
+from agentkit.tools import weather
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 
@@ -35,11 +35,11 @@ def main() -> None:
     configure_logging("warning")
     with demo_client() as env:
         if env.offline:
-            tools.weather.offline()
+            weather.offline()
         agent: Agent[None, TripAdvice] = Agent(
             env.client,
             model=MODEL,
-            tools=[tools.weather.get_weather],
+            tools=[weather.get_weather],
             output_type=TripAdvice,
             max_turns=5,
         )

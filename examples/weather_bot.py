@@ -14,7 +14,6 @@ import os
 
 import anyio
 
-import tools.weather
 from agentkit import (
     Agent,
     RunFinished,
@@ -24,6 +23,7 @@ from agentkit import (
     configure_logging,
 )
 from agentkit.testing import demo_client
+from agentkit.tools import weather
 
 PROMPT = "Check the weather in Tokyo and provide a one-sentence travel suggestion"
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
@@ -56,14 +56,14 @@ def main() -> None:
     # offline demo model (it prints a notice on stderr saying so).
     with demo_client() as env:
         if env.offline:
-            tools.weather.offline()  # offline means no network: simulated weather data
+            weather.offline()  # offline means no network: simulated weather data
 
         agent: Agent[None, None] = Agent(
             env.client,
             model=MODEL,
             system="You are a concise travel assistant. Use the tools for facts; never guess the weather.",
             # @tool functions: the signature and docstring become the schema the model sees
-            tools=[tools.weather.get_weather],
+            tools=[weather.get_weather],
             tool_choice={"type": "auto"},  # the model decides whether to call a tool
             max_turns=5,
         )

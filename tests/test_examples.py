@@ -21,9 +21,9 @@ import anyio
 import httpx2
 import pytest
 
-import tools.weather
 from agentkit import Agent, Client, Conversation
 from agentkit.testing import LocalServer, OfflineModel
+from agentkit.tools import weather
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -239,7 +239,7 @@ def test_service_stop_lets_in_flight_streams_finish_within_grace(grace: float, l
     async def main(base_url: str) -> None:
         async with Client(api_key="sk", base_url=base_url, http_client=httpx2.AsyncClient()) as client:
             agent: Agent[None, None] = Agent(
-                client, model="claude-sonnet-4-6", tools=[tools.weather.get_weather]
+                client, model="claude-sonnet-4-6", tools=[weather.get_weather]
             )
             service = service_module.ChatService(agent, grace=grace)
             async with httpx2.AsyncClient(timeout=10) as http, anyio.create_task_group() as tg:
@@ -258,7 +258,7 @@ def test_service_stop_lets_in_flight_streams_finish_within_grace(grace: float, l
 
     with (
         LocalServer(policy=OfflineModel(), api_key=None, latency=0.4) as server,
-        tools.weather.use_weather_provider(tools.weather.SimulatedWeatherProvider()),
+        weather.use_weather_provider(weather.SimulatedWeatherProvider()),
     ):
         anyio.run(main, server.base_url)
     assert events and events[-1][0] == last_event

@@ -27,9 +27,9 @@ from agentkit._agent import Agent, Conversation
 from agentkit._logging import redact_secrets
 from agentkit._tool import DEFAULT_MAX_RESULT_CHARS, tool
 from agentkit.testing import FunctionPolicy, LocalServer, Request, reply
-from tools.calculator import calculate
-from tools.files import FileTools
-from tools.http import HttpFetcher
+from agentkit.tools.calculator import calculate
+from agentkit.tools.files import FileTools
+from agentkit.tools.http import HttpFetcher
 
 pytestmark = pytest.mark.anyio
 

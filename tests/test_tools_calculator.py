@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentkit._exceptions import ToolError
-from tools.calculator import MAX_EXPRESSION_LENGTH, calculate
+from agentkit.tools.calculator import MAX_EXPRESSION_LENGTH, calculate
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agentkit._exceptions import ToolError
-from tools.clock import convert_time, current_time, set_clock, use_clock
+from agentkit.tools.clock import convert_time, current_time, set_clock, use_clock
 
 FROZEN = datetime(2025, 7, 14, 10, 30, 0, tzinfo=UTC)  # a Monday, summer time in Europe
 

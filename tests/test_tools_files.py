@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentkit._exceptions import ToolError
-from tools.files import FileTools
+from agentkit.tools.files import FileTools
 
 pytestmark = pytest.mark.anyio
 

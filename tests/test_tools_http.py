@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from agentkit._exceptions import ToolError
-from tools.http import HttpFetcher, fetch_url, is_internal_address
+from agentkit.tools.http import HttpFetcher, fetch_url, is_internal_address
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ import httpx2
 import pytest
 
 from agentkit._exceptions import ToolError
-from tools import weather
-from tools.weather import (
+from agentkit.tools import weather
+from agentkit.tools.weather import (
     OpenMeteoProvider,
     SimulatedWeatherProvider,
     WeatherProvider,

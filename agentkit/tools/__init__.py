@@ -1,16 +1,16 @@
-"""Ready-made tools for agentkit agents. Import the module you need; importing ``tools`` is cheap.
+"""Ready-made tools for agentkit agents. Import the module you need; importing ``agentkit.tools`` is cheap.
 
-=====================  ==========================================================================
-``tools.weather``      ``get_weather(city, units="celsius")`` -- current weather (Open-Meteo, or a
-                       deterministic simulated provider: ``tools.weather.offline()``)
-``tools.calculator``   ``calculate(expression)`` -- safe arithmetic on a whitelisted AST
-``tools.clock``        ``current_time(timezone="UTC")``, ``convert_time(time, from_timezone,
-                       to_timezone)`` -- IANA time zones; "now" is injectable (``use_clock``)
-``tools.http``         ``fetch_url(url, max_chars=20000)`` and ``HttpFetcher(...).fetch`` -- page
-                       text with SSRF protection, size and time limits
-``tools.files``        ``FileTools(root)`` with ``list_files``, ``read_file``, ``search_files`` --
-                       read-only access confined to one directory
-=====================  ==========================================================================
+- ``weather``: ``get_weather(city, units="celsius")``, the current weather (Open-Meteo, or a
+  deterministic simulated provider: ``weather.offline()``)
+- ``calculator``: ``calculate(expression)``, safe arithmetic on a whitelisted AST
+- ``clock``: ``current_time(timezone="UTC")``, ``convert_time(time, from_timezone, to_timezone)``;
+  IANA time zones, "now" is injectable (``use_clock``)
+- ``http``: ``fetch_url(url, max_chars=20000)`` and ``HttpFetcher(...).fetch``, page text with SSRF
+  protection, size and time limits
+- ``files``: ``FileTools(root)`` with ``list_files``, ``read_file``, ``search_files``, read-only
+  access confined to one directory
+
+On the command line, ``--tools tools.weather`` is short for ``--tools agentkit.tools.weather``.
 
 :func:`default_tools` returns the ready-to-use tool objects in one list.
 """
@@ -32,7 +32,7 @@ _SUBMODULES = frozenset({"calculator", "clock", "files", "http", "weather"})
 
 
 def __getattr__(name: str) -> ModuleType:
-    # Submodules load on first use, so `import tools` pulls in neither httpx2 nor pydantic.
+    # Submodules load on first use, so `import agentkit.tools` pulls in neither httpx2 nor pydantic.
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
