@@ -1,173 +1,157 @@
-"""An agent inside a small web service that streams its events as server-sent events (SSE).
+"""An agent inside a web service: Starlette served by uvicorn, each run streamed as server-sent events.
 
-    python examples/service.py [--port 8000]
+    pip install -e '.[examples]'
+    python examples/service.py [--port 8000]          # then open http://127.0.0.1:8000/
     curl -N 'http://127.0.0.1:8000/chat?q=What%27s+the+weather+in+Tokyo%3F'
     python examples/service.py --self-test 20        # start, fire 20 concurrent requests, stop
 
-``GET /chat?q=...`` runs the agent and sends each event as ``event: <kind>`` / ``data: <json>``; the
-last one is ``run_finished`` (or ``error``). No web framework: a plain HTTP/1.1 server on anyio
-(so it runs on asyncio or trio), one shared Agent and Client for every request.
+``GET /`` is a small chat page (no build step: ``examples/service_page.html``) showing the streamed
+text and each tool call as it starts and finishes. ``GET /chat?q=...&session=...`` runs the agent and
+sends each event as ``event: <kind>`` / ``data: <json>``; the last one is ``run_finished`` (or
+``error``). One Agent and one Client serve every request; each ``session`` keeps its conversation
+between requests (in memory here: a store keeps it across workers and restarts).
 
-SIGINT/SIGTERM stop it gracefully: the port closes at once, streams already running get ``--grace``
-seconds to finish, then the client's connections are closed. A second Ctrl-C forces the exit.
+SIGINT/SIGTERM stop it gracefully (uvicorn): the port closes at once, streams already running get
+``--grace`` seconds to finish, then they are cancelled (every ``tool_use`` still answered).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
-import signal
+import socket
 import sys
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
-import anyio.abc
 import httpx2
-from anyio.streams.buffered import BufferedByteReceiveStream
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
 
-from agentkit import Agent, AgentKitError, configure_logging
+from agentkit import Agent, AgentKitError, Conversation, configure_logging
 from agentkit.testing import demo_client
 from agentkit.tools import weather
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
-MAX_HEAD_BYTES = 16 * 1024  # request line + headers
-HEAD_TIMEOUT = 10.0  # seconds a client may take to send its request head
-SSE_HEADERS = (
-    "HTTP/1.1 200 OK\r\n"
-    "Content-Type: text/event-stream; charset=utf-8\r\n"
-    "Cache-Control: no-cache\r\n"
-    "X-Accel-Buffering: no\r\n"  # ask reverse proxies not to buffer the stream
-    "Connection: close\r\n"  # the body ends when the connection closes: no chunked encoding needed
-    "\r\n"
-)
+PAGE = Path(__file__).with_name("service_page.html")
+MAX_QUESTION = 4_000  # characters
+MAX_SESSIONS = 1_000  # conversations kept in memory (least recently used dropped first)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # ask proxies not to buffer
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
+def sse(event: str, data: dict[str, Any]) -> str:
     """One server-sent event."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-class ChatService:
-    """Serves ``GET /chat?q=...`` from one shared agent; ``stop()`` shuts it down gracefully."""
+class Sessions:
+    """Conversations by session id, kept between requests; one run at a time per session."""
 
-    def __init__(self, agent: Agent[None, None], *, grace: float = 10.0) -> None:
-        self.agent = agent
-        self.grace = grace
-        self.in_flight = 0
-        self.completed = 0
-        self.stopping = False
-        self._accepting: anyio.CancelScope | None = None
+    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, tuple[Conversation, anyio.Lock]] = OrderedDict()
 
-    async def serve(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve until :meth:`stop`; ``await task_group.start(service.serve)`` returns the port."""
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        async with anyio.create_task_group() as streams:  # one task per connection
-            with anyio.CancelScope() as self._accepting:
-                task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-                async with listener:  # closing it refuses new connections
-                    await listener.serve(self._handle, task_group=streams)
-            # stop() was called and the port is closed: running streams get `grace` seconds,
-            # then the task group cancels whatever is left.
-            streams.cancel_scope.deadline = anyio.current_time() + self.grace
+    def get(self, session: str) -> tuple[Conversation, anyio.Lock]:
+        item = self._items.get(session)
+        if item is None:
+            item = self._items[session] = (Conversation(), anyio.Lock())
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        self._items.move_to_end(session)
+        return item
 
-    def stop(self) -> None:
-        """Stop accepting connections; in-flight streams finish (within the grace period)."""
-        self.stopping = True
-        if self._accepting is not None:
-            self._accepting.cancel()
 
-    async def _handle(self, conn: anyio.abc.ByteStream) -> None:
-        async with conn:
-            try:
-                with anyio.fail_after(HEAD_TIMEOUT):
-                    head = await BufferedByteReceiveStream(conn).receive_until(b"\r\n\r\n", MAX_HEAD_BYTES)
-            except (TimeoutError, anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.BrokenResourceError):
-                return  # slow, truncated, oversized or vanished client: just hang up
-            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-            url = urlsplit(rest.partition(" ")[0])  # "GET /chat?q=hi HTTP/1.1"
-            if self.stopping:
-                await respond(conn, "503 Service Unavailable", "shutting down\n")
-            elif url.path == "/healthz":
-                await respond(conn, "200 OK", "ok\n")
-            elif url.path != "/chat":
-                await respond(conn, "404 Not Found", "try GET /chat?q=...\n")
-            elif method != "GET":
-                await respond(conn, "405 Method Not Allowed", "use GET\n")
-            elif not (question := parse_qs(url.query).get("q", [""])[0].strip()):
-                await respond(conn, "400 Bad Request", "missing ?q=question\n")
-            else:
-                await self._chat(conn, question)
+def create_app(agent: Agent[None, None], *, sessions: Sessions | None = None) -> Starlette:
+    """The Starlette app: the chat page, the SSE endpoint and a health check."""
+    kept = sessions or Sessions()
+    stats = {"in_flight": 0, "completed": 0}
+    page = PAGE.read_text(encoding="utf-8")
 
-    async def _chat(self, conn: anyio.abc.ByteStream, question: str) -> None:
-        self.in_flight += 1
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def chat(request: Request) -> Response:
+        question = request.query_params.get("q", "").strip()
+        if not question:
+            return PlainTextResponse("missing ?q=question\n", status_code=400)
+        if len(question) > MAX_QUESTION:
+            return PlainTextResponse(f"question over {MAX_QUESTION} characters\n", status_code=413)
+        session = request.query_params.get("session")
+        conversation, lock = kept.get(session) if session else (None, None)
+        if lock is not None and lock.locked():
+            return PlainTextResponse("this session is already running a question\n", status_code=409)
+        return StreamingResponse(
+            run_events(question, conversation, lock), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+
+    async def run_events(
+        question: str, conversation: Conversation | None, lock: anyio.Lock | None
+    ) -> AsyncIterator[str]:
+        stats["in_flight"] += 1
         try:
-            await conn.send(SSE_HEADERS.encode())
-            async with self.agent.stream(question) as events:
+            if lock is not None:
+                await lock.acquire()
+            # Leaving this block early (the client went away, or shutdown cancelled the response)
+            # closes the run: calls still running are cancelled, every tool_use is answered, so the
+            # session's conversation stays valid for its next question.
+            async with agent.stream(question, history=conversation) as events:
                 async for event in events:
-                    await conn.send(sse(event.kind, event.to_dict()))
-            self.completed += 1
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the client went away: leaving `async with` above closed the run
+                    yield sse(event.kind, event.to_dict())
+            stats["completed"] += 1
         except AgentKitError as exc:  # API or agent failure: tell the client, in the stream
-            await send_quietly(conn, sse("error", {"error": type(exc).__name__, "message": str(exc)}))
-        except anyio.get_cancelled_exc_class():
-            # The grace period ran out during shutdown: say so (shielded, briefly), then unwind.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await send_quietly(conn, sse("error", {"error": "Shutdown", "message": "server stopped"}))
-            raise
+            yield sse("error", {"error": type(exc).__name__, "message": str(exc)})
         finally:
-            self.in_flight -= 1
+            if lock is not None and lock.locked():
+                lock.release()
+            stats["in_flight"] -= 1
 
-
-async def respond(conn: anyio.abc.ByteStream, status: str, body: str) -> None:
-    data = body.encode()
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    app = Starlette(
+        routes=[Route("/", index), Route("/healthz", healthz), Route("/chat", chat)],
     )
-    await send_quietly(conn, head.encode() + data)
-
-
-async def send_quietly(conn: anyio.abc.ByteStream, data: bytes) -> None:
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await conn.send(data)
+    app.state.stats = stats
+    app.state.sessions = kept
+    return app
 
 
 # --- running it ----------------------------------------------------------------------------------
 
 
-async def serve_until_signalled(service: ChatService, port: int) -> None:
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(service.serve, "127.0.0.1", port)
-        print(f"listening on http://127.0.0.1:{port}/chat?q=... (Ctrl-C stops)", flush=True)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                print(
-                    f"{signal.Signals(signum).name}: stopping; {service.in_flight} stream(s) in flight "
-                    f"get {service.grace:g} s to finish (Ctrl-C again to force)",
-                    flush=True,
-                )
-                service.stop()
-                break
-    print(f"stopped after {service.completed} completed stream(s)")
+def bind(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1 (port 0: any free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    return sock
 
 
-async def read_stream(http: httpx2.AsyncClient, url: str, question: str) -> list[tuple[str, Any]]:
+def server_for(app: Starlette, *, grace: float) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=grace, lifespan="off", access_log=False
+    )
+    return uvicorn.Server(config)
+
+
+async def read_stream(
+    http: httpx2.AsyncClient, url: str, question: str, session: str | None = None
+) -> list[tuple[str, Any]]:
     """GET one SSE stream; returns its ``(event, data)`` pairs."""
     events: list[tuple[str, Any]] = []
     name = "message"
-    async with http.stream("GET", url, params={"q": question}) as response:
+    params = {"q": question, **({"session": session} if session else {})}
+    async with http.stream("GET", url, params=params) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if line.startswith("event: "):
@@ -177,16 +161,20 @@ async def read_stream(http: httpx2.AsyncClient, url: str, question: str) -> list
     return events
 
 
-async def self_test(service: ChatService, n: int) -> bool:
-    """Start the service, fire ``n`` concurrent requests at it, check every stream, stop it."""
+async def self_test(app: Starlette, n: int) -> bool:
+    """Serve on a free port, fire ``n`` concurrent requests at it, check every stream, stop it."""
     cities = ["Tokyo", "Paris", "London", "Sydney", "Berlin", "Cairo", "Singapore", "Reykjavik"]
     failures: list[str] = []
     durations: list[float] = []
+    sock = bind(0)
+    port = sock.getsockname()[1]
+    server = server_for(app, grace=10)
+    base = f"http://127.0.0.1:{port}"
     async with anyio.create_task_group() as tg:
-        port = await tg.start(service.serve, "127.0.0.1", 0)
-        base = f"http://127.0.0.1:{port}"
+        tg.start_soon(server.serve, [sock])
         limits = httpx2.Limits(max_connections=n)
         async with httpx2.AsyncClient(timeout=30, limits=limits) as http:
+            # The socket is listening already: requests wait in its backlog until uvicorn accepts.
 
             async def one(i: int) -> None:
                 city = cities[i % len(cities)]
@@ -206,15 +194,26 @@ async def self_test(service: ChatService, n: int) -> bool:
                 for i in range(n):
                     clients.start_soon(one, i)
 
+            # A session keeps its conversation between requests.
+            conversation, _ = app.state.sessions.get("s1")
+            await read_stream(http, f"{base}/chat", "What's the weather in Paris?", "s1")
+            after_first = len(conversation)
+            last = await read_stream(http, f"{base}/chat", "And in Tokyo?", "s1")
+            if not (0 < after_first < len(conversation)) or last[-1][0] != "run_finished":
+                failures.append("the session did not keep its conversation between requests")
             missing = await http.get(f"{base}/chat")
             unknown = await http.get(f"{base}/nope")
-            if (missing.status_code, unknown.status_code) != (400, 404):
-                failures.append(f"expected 400 and 404, got {missing.status_code} and {unknown.status_code}")
-        service.stop()
+            page = await http.get(f"{base}/")
+            if (missing.status_code, unknown.status_code, page.status_code) != (400, 404, 200):
+                failures.append(
+                    f"expected 400, 404 and 200, got {missing.status_code}, {unknown.status_code} "
+                    f"and {page.status_code}"
+                )
+        server.should_exit = True
 
     try:  # the port must be closed now
         await anyio.connect_tcp("127.0.0.1", port)
-        failures.append("the port still accepts connections after stop()")
+        failures.append("the port still accepts connections after shutdown")
     except OSError:
         pass
 
@@ -224,11 +223,24 @@ async def self_test(service: ChatService, n: int) -> bool:
     if durations:
         p50 = durations[len(durations) // 2] * 1000
         print(f"  latency: p50 {p50:.0f} ms, max {durations[-1] * 1000:.0f} ms")
-    print("  errors: 400 for a missing ?q=, 404 for an unknown path")
-    print(f"  shutdown: port closed, {service.in_flight} stream(s) left in flight")
+    print("  sessions: a follow-up question continued the same conversation")
+    print("  errors: 400 for a missing ?q=, 404 for an unknown path; the chat page is served")
+    print(f"  shutdown: port closed, {app.state.stats['in_flight']} stream(s) left in flight")
     for failure in failures:
         print(f"  FAIL {failure}")
     return not failures
+
+
+def make_agent(client: Any) -> Agent[None, None]:
+    # One Agent and one Client for every request: runs keep their state apart, and the client's
+    # connection pool is shared (and safe to use from concurrent tasks).
+    return Agent(
+        client,
+        model=MODEL,
+        system="You are a concise weather assistant. Use get_weather for facts.",
+        tools=[weather.get_weather],
+        max_turns=5,
+    )
 
 
 def main() -> int:
@@ -242,16 +254,7 @@ def main() -> int:
     with demo_client() as env:
         if env.offline:
             weather.offline()
-        # One Agent and one Client for every request: runs keep their state apart, and the client's
-        # connection pool is shared (and safe to use from concurrent tasks).
-        agent: Agent[None, None] = Agent(
-            env.client,
-            model=MODEL,
-            system="You are a concise weather assistant. Use get_weather for facts.",
-            tools=[weather.get_weather],
-            max_turns=5,
-        )
-        service = ChatService(agent, grace=args.grace)
+        app = create_app(make_agent(env.client))
         # Many concurrent runs keep many objects alive, and CPython's default GC thresholds then make
         # it re-scan all of them often: at 2,000 concurrent runs that is a third of the CPU. Freezing
         # what startup built and collecting less often is the usual service setting (see
@@ -260,13 +263,16 @@ def main() -> int:
         gc.set_threshold(50_000, 20, 100)
 
         async def run() -> bool:
-            async with env.client:  # closed once the service has stopped
+            async with env.client:  # closed once the server has stopped
                 if args.self_test is not None:
-                    return await self_test(service, args.self_test)
-                await serve_until_signalled(service, args.port)
+                    return await self_test(app, args.self_test)
+                sock = bind(args.port)
+                print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C stops)", flush=True)
+                await server_for(app, grace=args.grace).serve([sock])
+                print(f"stopped after {app.state.stats['completed']} completed stream(s)")
                 return True
 
-        return 0 if anyio.run(run) else 1
+        return 0 if anyio.run(run) else 1  # uvicorn runs on asyncio
 
 
 if __name__ == "__main__":

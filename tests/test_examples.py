@@ -21,7 +21,7 @@ import anyio
 import httpx2
 import pytest
 
-from agentkit import Agent, Client, Conversation
+from agentkit import Client, Conversation
 from agentkit.testing import LocalServer, OfflineModel
 from agentkit.tools import weather
 
@@ -231,34 +231,43 @@ def test_cli_usage_errors_exit_2_with_one_line(runs: dict[str, Command], name: s
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(("grace", "last_event"), [(5.0, "run_finished"), (0.3, "error")])
-def test_service_stop_lets_in_flight_streams_finish_within_grace(grace: float, last_event: str) -> None:
+@pytest.mark.parametrize(("grace", "finished"), [(5.0, True), (0.3, False)])
+def test_service_shutdown_lets_in_flight_streams_finish_within_grace(grace: float, finished: bool) -> None:
     service_module = load_example("service")
     events: list[tuple[str, object]] = []
+    errors: list[BaseException] = []
 
     async def main(base_url: str) -> None:
         async with Client(api_key="sk", base_url=base_url, http_client=httpx2.AsyncClient()) as client:
-            agent: Agent[None, None] = Agent(
-                client, model="claude-sonnet-4-6", tools=[weather.get_weather]
-            )
-            service = service_module.ChatService(agent, grace=grace)
+            app = service_module.create_app(service_module.make_agent(client))
+            sock = service_module.bind(0)
+            port = sock.getsockname()[1]
+            server = service_module.server_for(app, grace=grace)
             async with httpx2.AsyncClient(timeout=10) as http, anyio.create_task_group() as tg:
-                port = await tg.start(service.serve)
+                tg.start_soon(server.serve, [sock])
+                # The socket is listening already: requests wait in its backlog until uvicorn accepts.
 
                 async def request() -> None:
                     url = f"http://127.0.0.1:{port}/chat"
-                    events.extend(await service_module.read_stream(http, url, "Weather in Tokyo?"))
+                    try:
+                        events.extend(await service_module.read_stream(http, url, "Weather in Tokyo?"))
+                    except httpx2.HTTPError as exc:  # cut off when the grace period ran out
+                        errors.append(exc)
 
                 tg.start_soon(request)
                 await anyio.sleep(0.2)  # the run is waiting for its first (0.4 s) model answer
-                service.stop()
-                await anyio.sleep(0.05)
+                server.should_exit = True
+                await anyio.sleep(0.1)
                 with pytest.raises(OSError, match="connection attempts failed"):  # the port is closed
                     await anyio.connect_tcp("127.0.0.1", port)
+            assert app.state.stats["in_flight"] == 0
 
     with (
         LocalServer(policy=OfflineModel(), api_key=None, latency=0.4) as server,
         weather.use_weather_provider(weather.SimulatedWeatherProvider()),
     ):
         anyio.run(main, server.base_url)
-    assert events and events[-1][0] == last_event
+    if finished:
+        assert events and events[-1][0] == "run_finished" and not errors
+    else:
+        assert not any(name == "run_finished" for name, _ in events)
