@@ -6,14 +6,17 @@ Messages API server, scripted and offline models) in :mod:`agentkit.testing`.
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentStream, Conversation, Deny, Hooks, RunResult
+from ._agent import Agent, AgentStream, Hooks
 from ._client import Client, MessageStream, Provider
 from ._context import RunContext
+from ._conversation import Conversation
 from ._events import (
     AgentEvent,
     RunFinished,
+    RunResult,
     TextDelta,
     ThinkingDelta,
+    ToolApprovalRequested,
     ToolCallFinished,
     ToolCallStarted,
     ToolInputDelta,
@@ -27,6 +30,7 @@ from ._exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    ApprovalError,
     AuthenticationError,
     BadRequestError,
     BillingError,
@@ -53,6 +57,7 @@ from ._exceptions import (
 )
 from ._history import repair_history
 from ._logging import configure_logging, redact_secrets
+from ._state import Approve, Defer, Deny, PendingCall, RunState
 from ._tool import Image, Tool, Toolset, tool
 from .types import Message, MessageParam, Usage
 
@@ -68,6 +73,8 @@ __all__ = [
     "AgentKitError",
     "AgentRunError",
     "AgentStream",
+    "ApprovalError",
+    "Approve",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
@@ -75,6 +82,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Conversation",
+    "Defer",
     "Deny",
     "GatewayTimeoutError",
     "HistoryError",
@@ -88,6 +96,7 @@ __all__ = [
     "NotFoundError",
     "OutputValidationError",
     "OverloadedError",
+    "PendingCall",
     "PermissionDeniedError",
     "ProtocolError",
     "Provider",
@@ -97,10 +106,12 @@ __all__ = [
     "RunContext",
     "RunFinished",
     "RunResult",
+    "RunState",
     "TextDelta",
     "ThinkingDelta",
     "TokenBudgetExceeded",
     "Tool",
+    "ToolApprovalRequested",
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolDefinitionError",

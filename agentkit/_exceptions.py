@@ -22,6 +22,7 @@ AgentKitError
 ├── ToolDefinitionError           a function that cannot become a tool (raised at decoration)
 ├── ToolError                     raised *by a tool* to send an error result the model can act on
 ├── HistoryError                  a conversation history the API would reject
+├── ApprovalError                 decisions that do not fit a paused run (missing, unknown, invalid)
 └── AgentRunError                 a run stopped (limit, refusal, truncated call, loop); carries history
     ├── MaxTurnsExceeded
     ├── TokenBudgetExceeded
@@ -45,6 +46,7 @@ __all__ = [
     "APITimeoutError",
     "AgentKitError",
     "AgentRunError",
+    "ApprovalError",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
@@ -242,6 +244,12 @@ class HistoryError(AgentKitError, ValueError):
     def __init__(self, message: str, *, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+class ApprovalError(AgentKitError, ValueError):
+    """Decisions given to :meth:`Agent.resume` that do not fit the paused run: a pending call without
+    a decision, a decision for a call that is not pending, or edited input that fails validation.
+    Nothing was run; the state is unchanged and can be resumed with corrected decisions."""
 
 
 class AgentRunError(AgentKitError):

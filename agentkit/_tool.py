@@ -38,6 +38,7 @@ DEFAULT_MAX_RESULT_CHARS = 100_000
 """Default cap on the characters of a tool result's text."""
 
 CacheControlArg: TypeAlias = bool | Mapping[str, Any]
+ApprovalArg: TypeAlias = bool | Callable[[dict[str, Any]], bool]
 _EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
@@ -99,6 +100,7 @@ def tool(
     timeout: float | None = None,
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     cache_control: CacheControlArg = False,
+    requires_approval: ApprovalArg = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -111,6 +113,7 @@ def tool(
     timeout: float | None = None,
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     cache_control: CacheControlArg = False,
+    requires_approval: ApprovalArg = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a function (``def`` or ``async def``, plain or method) into a :class:`Tool`.
 
@@ -126,6 +129,8 @@ def tool(
         max_result_chars: Longer text results are truncated, with a marker saying how much was cut.
         cache_control: Put a prompt-caching breakpoint on this tool's definition
             (``True`` for ``{"type": "ephemeral"}``, or the dict to send).
+        requires_approval: ``True`` if every call waits for a person's decision, or a function of the
+            call's input (a dict) that says so per call; the run then pauses (see :meth:`Agent.resume`).
 
     Raises:
         ToolDefinitionError: The function cannot be a tool; the message names it and the fix.
@@ -139,6 +144,7 @@ def tool(
             timeout=timeout,
             max_result_chars=max_result_chars,
             cache_control=cache_control,
+            requires_approval=requires_approval,
         )
 
     return decorate if fn is None else decorate(fn)
@@ -168,6 +174,7 @@ class Tool(Generic[P, R]):
         timeout: float | None = None,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         cache_control: CacheControlArg = False,
+        requires_approval: ApprovalArg = False,
     ) -> None:
         if isinstance(fn, Tool):
             raise ToolDefinitionError(f"{fn.name}: already a tool; decorate the function once.")
@@ -212,6 +219,31 @@ class Tool(Generic[P, R]):
         self.max_result_chars = max_result_chars
         self.is_async = _is_async(func)
         self._cache_control = _cache_control_dict(cache_control)
+        if not (isinstance(requires_approval, bool) or callable(requires_approval)):
+            raise ToolDefinitionError(
+                f"{where}: requires_approval must be True/False or a function of the call's input, "
+                f"not {requires_approval!r}."
+            )
+        self.requires_approval = requires_approval
+
+    # -- approval --------------------------------------------------------------------------------
+
+    def needs_approval(self, input: Mapping[str, Any]) -> bool:
+        """Whether a call with this input waits for a person's decision (``requires_approval``)."""
+        rule = self.requires_approval
+        if isinstance(rule, bool):
+            return rule
+        return bool(rule(dict(input)))
+
+    def check_input(self, input: Any) -> str | None:
+        """Validate a call's input as the model's is validated: None if valid, else the error text."""
+        if not isinstance(input, Mapping):
+            return f"Invalid input for {self.name}: expected a JSON object, got {_json_type(input)}"
+        try:
+            self._schema.validate(input)
+        except ValidationError as exc:
+            return format_validation_error(self.name, exc)
+        return None
 
     # -- definition ------------------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ class AgentKit:
         try:
             from agentkit import Agent  # type: ignore[attr-defined]
         except ImportError:
-            from agentkit._agent import Agent
+            from agentkit import Agent
         self.http: httpx2.AsyncClient | None = None
         if max_connections > 1000:  # the Client's own pool allows 1000 connections
             self.http = http_client(max_connections, agentkit_transport=True)

@@ -141,8 +141,7 @@ def _rss_mb() -> float:
 
 class Soak:
     def __init__(self, args: argparse.Namespace, base_url: str) -> None:
-        from agentkit import Client
-        from agentkit._agent import Agent
+        from agentkit import Agent, Client
         from agentkit._context import RunContext
         from agentkit._tool import tool
 
@@ -171,8 +170,7 @@ class Soak:
         self.examples: list[str] = []
 
     async def one_run(self, index: int) -> None:
-        from agentkit import AgentKitError
-        from agentkit._agent import Conversation
+        from agentkit import AgentKitError, Conversation
         from agentkit._history import check_messages
 
         executions: Counter[str] = Counter()

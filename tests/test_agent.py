@@ -11,8 +11,12 @@ from pydantic import BaseModel, Field
 from structlog.testing import capture_logs
 
 from agentkit import (
+    Agent,
     Client,
+    Conversation,
+    Deny,
     HistoryError,
+    Hooks,
     MaxTurnsExceeded,
     OutputValidationError,
     RefusalError,
@@ -20,7 +24,6 @@ from agentkit import (
     ToolInputTruncatedError,
     ToolLoopError,
 )
-from agentkit._agent import Agent, Conversation, Deny, Hooks
 from agentkit._context import RunContext
 from agentkit._events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted, TurnFinished
 from agentkit._history import check_messages

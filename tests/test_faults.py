@@ -54,6 +54,7 @@ import pytest
 
 import agentkit._client
 from agentkit import (
+    Agent,
     AgentKitError,
     AgentRunError,
     APIConnectionError,
@@ -61,6 +62,8 @@ from agentkit import (
     APITimeoutError,
     AuthenticationError,
     Client,
+    Conversation,
+    Hooks,
     InternalServerError,
     MaxTurnsExceeded,
     NotFoundError,
@@ -69,10 +72,10 @@ from agentkit import (
     ProtocolError,
     RateLimitError,
     RequestTooLargeError,
+    RunResult,
     ToolInputTruncatedError,
     ToolLoopError,
 )
-from agentkit._agent import Agent, Conversation, Hooks, RunResult
 from agentkit._context import RunContext
 from agentkit._history import check_messages
 from agentkit._tool import tool

@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentkit._client
-from agentkit import AgentRunError, Client
-from agentkit._agent import Agent, Conversation
+from agentkit import Agent, AgentRunError, Client, Conversation
 from agentkit._context import RunContext
 from agentkit._history import check_messages
 from agentkit._tool import tool

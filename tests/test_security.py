@@ -22,8 +22,7 @@ import structlog
 
 import agentkit
 import agentkit._client
-from agentkit import AuthenticationError, Client, OverloadedError
-from agentkit._agent import Agent, Conversation
+from agentkit import Agent, AuthenticationError, Client, Conversation, OverloadedError
 from agentkit._logging import redact_secrets
 from agentkit._tool import DEFAULT_MAX_RESULT_CHARS, tool
 from agentkit.testing import FunctionPolicy, LocalServer, Request, reply

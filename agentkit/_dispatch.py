@@ -1,0 +1,186 @@
+"""One turn's tool calls → results, in ``tool_use`` order.
+
+First every call passes the gate, in order: refused by a guard, denied or deferred by the
+``before_tool_call`` hook, or waiting for approval (``@tool(requires_approval=...)``). Then the calls
+that may run, run (concurrently unless parallel calls are off), each ``ToolCallFinished`` emitted as its
+call ends. When no call is left waiting, the assistant turn and all its results enter the history
+together. Whatever happens — an error, cancellation, a consumer that stops listening — every
+``tool_use`` is answered before this returns or raises, so the history stays valid.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from . import _guards, _trace
+from ._events import ToolApprovalRequested, ToolCallFinished, ToolCallStarted
+from ._output import OUTPUT_TOOL
+from ._state import Defer, Deny, OpenTurn, PendingCall
+from .types import Message, ToolResultBlock, ToolUseBlock
+
+if TYPE_CHECKING:
+    from ._loop import _Run
+
+
+def error_result(tool_use_id: str, text: str) -> ToolResultBlock:
+    return ToolResultBlock(tool_use_id=tool_use_id, content=text, is_error=True)
+
+
+def not_run_reason(exc: BaseException) -> str:
+    """The error result for a call that was never run because the run ended with ``exc``."""
+    if isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
+        return "not run: the run was cancelled"
+    return f"not run: the run stopped ({type(exc).__name__})"
+
+
+async def gate(run: _Run, turn: OpenTurn, message: Message | None) -> list[ToolUseBlock]:
+    """Decide, in ``tool_use`` order, which calls of a new turn are refused (their error result goes to
+    ``run.refused``) and which wait for a decision (``turn.pending``); returns the calls to dispatch."""
+    state, agent = run.state, run.agent
+    tool_uses = turn.tool_uses
+    blocked = _guards.loop_check(state, agent.loop_limit, tool_uses)
+    if blocked:
+        _trace.tool_loop(run.log, state.turns, state.loop.name, "refuse")
+    if message is not None:
+        names = {t.id: t.name for t in tool_uses}
+        for bad in message.invalid_tool_inputs:  # input that is not a JSON object: never run
+            blocked[bad.id] = (
+                f"not run: the input for {names.get(bad.id, 'this tool')} was not a valid JSON object "
+                f"(got {bad.raw[:80]!r}). Call it again with an object matching its schema."
+            )
+    hook = agent.hooks.before_tool_call
+    calls: list[ToolUseBlock] = []
+    for tool_use in tool_uses:
+        refusal = blocked.get(tool_use.id)
+        if refusal is None and tool_use.name in state.disabled_tools:
+            refusal = _guards.disabled_reason(tool_use.name, agent.tool_retries)
+        if refusal is None and hook is not None:
+            decision = await run.maybe_await(hook(run.ctx, tool_use))
+            if isinstance(decision, Deny):
+                _trace.tool_denied(run.log, tool_use, decision.reason)
+                refusal = f"call denied: {decision.reason}"
+            elif isinstance(decision, Defer):
+                _defer(run, turn, tool_use, decision.reason)
+                continue
+            elif isinstance(decision, ToolUseBlock):
+                run.replaced[tool_use.id] = decision
+        if refusal is not None:
+            run.refused[tool_use.id] = error_result(tool_use.id, refusal)
+        else:
+            found = agent.toolset.get(tool_use.name)
+            if found is not None and found.needs_approval(tool_use.input):
+                _defer(run, turn, tool_use, None)
+                continue
+        calls.append(tool_use)
+    return calls
+
+
+def _defer(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock, reason: str | None) -> None:
+    turn.pending.append(PendingCall(tool_use.id, tool_use.name, dict(tool_use.input), reason))
+    _trace.tool_deferred(run.log, run.state.turns, tool_use)
+
+
+async def dispatch(run: _Run, turn: OpenTurn, calls: list[ToolUseBlock]) -> None:
+    """Answer ``calls`` (running those not refused); then, if no call of the turn is still waiting for
+    a decision, commit the turn with all its results."""
+    state = run.state
+    try:
+        if run.emit is not None:
+            for tool_use in turn.tool_uses:
+                if any(p.tool_use_id == tool_use.id for p in turn.pending):
+                    await run.emit(ToolApprovalRequested(turn=state.turns, tool_use=tool_use))
+            for tool_use in calls:
+                await run.emit(ToolCallStarted(turn=state.turns, tool_use=tool_use))
+        parallel = run.agent.parallel_tool_calls and not run.parallel_disabled
+        if parallel and len(calls) > 1:
+            async with anyio.create_task_group() as group:
+                for tool_use in calls:
+                    group.start_soon(_call, run, turn, tool_use)
+        else:
+            for tool_use in calls:
+                await _call(run, turn, tool_use)
+    except BaseException as exc:
+        reason = not_run_reason(exc)
+        answered = len(turn.results)
+        for tool_use in turn.tool_uses:
+            turn.results.setdefault(tool_use.id, error_result(tool_use.id, reason))
+        turn.pending.clear()
+        _commit(run, turn)
+        _trace.dispatch_interrupted(run.log, state.turns, answered)
+        raise
+    if not turn.pending:
+        _commit(run, turn)
+
+
+def _commit(run: _Run, turn: OpenTurn) -> None:
+    results = [turn.results[t.id] for t in turn.tool_uses]
+    run.transcript.commit_turn(turn.blocks, turn.content, results, merge=turn.merge)
+    run.state.open_turn = None
+
+
+async def _call(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock) -> None:
+    started = time.perf_counter()
+    verbose = run.verbose
+    if verbose:
+        _trace.tool_call_start(run.log, run.state.turns, tool_use)
+    result = run.refused.pop(tool_use.id, None)
+    if result is None:
+        result = await _run_one(run, run.replaced.pop(tool_use.id, tool_use))
+    turn.results[tool_use.id] = result
+    duration = time.perf_counter() - started
+    if verbose:
+        _trace.tool_call_end(
+            run.log, run.state.turns, tool_use, duration, bool(result.is_error), result.content
+        )
+    await _finished(run, tool_use, result, duration)
+
+
+async def _finished(run: _Run, tool_use: ToolUseBlock, result: ToolResultBlock, duration: float) -> None:
+    if run.emit is not None:
+        event = ToolCallFinished(
+            turn=run.state.turns,
+            tool_use=tool_use,
+            result=result,
+            duration=duration,
+            is_error=bool(result.is_error),
+        )
+        await run.emit(event)
+
+
+async def _run_one(run: _Run, tool_use: ToolUseBlock) -> ToolResultBlock:
+    agent, state = run.agent, run.state
+    output = agent._output
+    if output is not None and tool_use.name == OUTPUT_TOOL:
+        ok, value = output.validate(tool_use.input)
+        if ok:
+            state.output, state.output_done = value, True
+            result = ToolResultBlock(tool_use_id=tool_use.id, content="Final result accepted.")
+        else:
+            state.output_error = str(value)
+            result = error_result(tool_use.id, str(value))
+    else:
+        found = agent.toolset.get(tool_use.name)
+        timeout = agent.tool_timeout if found is not None and found.timeout is None else None
+        if timeout is not None and found is not None:
+            with anyio.move_on_after(timeout) as scope:
+                result = await found.run(tool_use, run.ctx)
+            if scope.cancelled_caught:
+                result = error_result(tool_use.id, f"tool timed out after {timeout:g}s")
+        else:
+            result = await agent.toolset.run(tool_use, run.ctx)
+        content = result.content
+        invalid = (
+            bool(result.is_error)
+            and isinstance(content, str)
+            and content.startswith(f"Invalid input for {tool_use.name}:")
+        )
+        result = _guards.retry_budget(state, agent.tool_retries, tool_use, result, invalid, run.log)
+    hook = agent.hooks.after_tool_call
+    if hook is not None:
+        replaced = await run.maybe_await(hook(run.ctx, tool_use, result))
+        if isinstance(replaced, ToolResultBlock):
+            result = replaced
+    return result
