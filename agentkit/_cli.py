@@ -209,12 +209,12 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             async def watch_interrupts() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT) as signals:
                     async for _ in signals:
+                        screen.interrupted()
                         if current:
                             current[-1].cancel()
                         else:  # waiting at the prompt: the terminal dropped the line, ask again
-                            screen.note("\n(Ctrl-D to quit)")
-                            screen.out.write(_PROMPT)
-                            screen.out.flush()
+                            screen.note("(Ctrl-D to quit)")
+                            _reprompt()
 
             try:
                 async with anyio.create_task_group() as group:
@@ -256,6 +256,14 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _read_line(prompt: str) -> str:
     return input(prompt)
+
+
+def _reprompt() -> None:
+    # Where input() writes its prompt: stderr on a terminal (no readline), else stdout.
+    interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    stream = sys.stderr if interactive else sys.stdout
+    stream.write(_PROMPT)
+    stream.flush()
 
 
 # --- building the agent --------------------------------------------------------------------------

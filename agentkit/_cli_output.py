@@ -99,6 +99,11 @@ class Screen:
         self.err.write(text + "\n")
         self.err.flush()
 
+    def interrupted(self) -> None:
+        """Ctrl-C on a terminal echoes ``^C``: the line it is on is no longer empty."""
+        if self.shared and self.err.isatty():
+            self.at_line_start = False
+
     def prompt_shown(self) -> None:
         """The user answered a prompt (``input()``): the terminal is at the start of a line."""
         self.at_line_start = True

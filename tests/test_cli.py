@@ -429,3 +429,25 @@ def test_hostile_request_id_and_error_message_are_escaped(verbose: list[str]) ->
     assert len(errors) == 1, done.stderr  # the CR/LF in the message did not start a fake line
     assert "bad\\r\\nagentkit: fake line\\x1b[31m" in errors[0]
     assert "req_\\x1b[2J\\x1b]0;pwned\\x07" in errors[0]
+
+
+def test_every_command_in_the_readme_cli_section_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = (
+        readme.split("The CLI does the same from a shell", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    )
+    commands = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 6 and any(" run - " in c for c in commands)
+    for command in commands:
+        shell = command.replace(".venv/bin/agentkit", f"{sys.executable} -m agentkit")
+        done = subprocess.run(
+            ["bash", "-c", shell],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            encoding="utf-8",
+            env=offline_env(),
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, (command, done.stderr)
