@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_tools_show(args: argparse.Namespace) -> int:
+    _configure_logs(0, args.screen)  # warnings about the tools (undocumented parameters) are escaped too
     loaded = load_tools(args.source, files_root=args.files_root)
     print(json_text(loaded.toolset.definitions(), indent=2), flush=True)
     return EXIT_OK

@@ -5,7 +5,8 @@
 - Anything else is a module name, imported with the current directory first on ``sys.path`` (as
   ``python -m`` does): ``my_tools`` finds ``./my_tools.py``.
 - ``tools.NAME`` is the user's own module when one is importable (``./tools/NAME.py``), else the
-  bundled ``agentkit.tools.NAME`` (calculator, clock, files, http, weather).
+  bundled ``agentkit.tools.NAME`` (calculator, clock, files, http, weather). The current directory
+  goes on ``sys.path`` only when a module other than a bundled one is imported.
 - The bundled file tools (``tools.files``) are a ``FileTools`` object, not module-level tools: they get
   read-only access to ``--files-root`` (default: the current directory).
 """
@@ -33,7 +34,8 @@ _FILES_MODULE = "agentkit.tools.files"
 RULE = (
     "MODULE_OR_FILE is a .py file (./my_tools.py, path/to/tools.py) or a module importable from the "
     "current directory (my_tools, pkg.tools). tools.NAME is your own tools/NAME.py when the current "
-    f"directory has one, else the bundled agentkit.tools.NAME ({', '.join(BUNDLED)}). tools.files gets "
+    f"directory has one, else the bundled agentkit.tools.NAME ({', '.join(BUNDLED)}; agentkit.tools.NAME "
+    "always means the bundled one). tools.files gets "
     "read-only access to --files-root (default: the current directory)."
 )
 
@@ -117,18 +119,20 @@ def _import_file(source: str, index: int) -> ModuleType:
 
 def _import_module(name: str) -> ModuleType:
     cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:  # the console script starts without it
-        sys.path.insert(0, cwd)
     parent, _, child = name.partition(".")
-    if parent == "tools" and child in BUNDLED and not _user_has(parent, child):
-        name = f"agentkit.tools.{child}"
+    if parent == "tools" and child in BUNDLED and not _user_has(parent, child, cwd):
+        return importlib.import_module(f"agentkit.tools.{child}")
+    # A user module: the current directory goes first on sys.path, as with `python -m` (the console
+    # script starts without it). Only now, so a run with bundled tools alone imports nothing from it.
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name != name and not name.startswith(exc.name + "."):
             raise  # the module was found, but something it imports was not
         hint = ""
-        if name == "tools" or name.startswith("tools."):
+        if parent == "tools":
             hint = f" (the bundled tools are {', '.join('tools.' + b for b in BUNDLED)})"
         raise ToolLoadError(
             f"cannot import tools module {name!r}: {exc}; looked in the current directory {cwd} "
@@ -136,9 +140,14 @@ def _import_module(name: str) -> ModuleType:
         ) from exc
 
 
-def _user_has(package: str, child: str) -> bool:
-    """Whether ``package.child`` is importable, found without running the package's code."""
-    spec = importlib.util.find_spec(package) if package not in sys.modules else sys.modules[package].__spec__
+def _user_has(package: str, child: str, cwd: str) -> bool:
+    """Whether ``package.child`` is importable (the current directory first), found without running
+    any of the package's code."""
+    module = sys.modules.get(package)
+    if module is not None:
+        spec = module.__spec__
+    else:
+        spec = importlib.machinery.PathFinder.find_spec(package, [cwd]) or importlib.util.find_spec(package)
     if spec is None or spec.submodule_search_locations is None:  # no such package, or a plain module
         return False
     locations = list(spec.submodule_search_locations)

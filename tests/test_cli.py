@@ -234,6 +234,19 @@ def test_a_users_own_tools_package_wins_over_the_bundled_one(tmp_path: Path) -> 
     assert tool_names(bundled) == ["get_weather"]
 
 
+def test_bundled_tools_import_nothing_from_the_current_directory(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    # A stray module named like one the bundled clock imports (the console script must not pick it up).
+    (tmp_path / "difflib.py").write_text("raise RuntimeError('the current directory shadowed difflib')\n")
+    assert tool_names(cli("tools", "show", "tools.clock", cwd=tmp_path, console=True)) == [
+        "current_time",
+        "convert_time",
+    ]
+    assert not marker.exists()  # the user's tools package was looked at, not run
+
+
 def test_a_users_tools_module_is_importable_by_its_name(tmp_path: Path) -> None:
     write_tool(tmp_path / "tools.py", "mine")
     assert tool_names(cli("tools", "show", "tools", cwd=tmp_path, console=True)) == ["mine"]
