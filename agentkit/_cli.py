@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TextIO, cast
 
 import anyio
 
@@ -272,7 +272,7 @@ def _reprompt() -> None:
 
 def _configure_logs(verbose: int, screen: Screen) -> None:
     level = "warning" if verbose == 0 else "info" if verbose == 1 else "debug"
-    configure_logging(level, format="console", stream=LogStream(screen))  # type: ignore[arg-type]
+    configure_logging(level, format="console", stream=cast(TextIO, LogStream(screen)))
 
 
 def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any, Any], bool]:
