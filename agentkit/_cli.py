@@ -3,6 +3,7 @@
     agentkit run "What's the weather in Tokyo?" --tools tools.weather
     agentkit chat --tools tools.weather --tools tools.calculator
     agentkit tools show tools.weather
+    echo "What is 17 * 23?" | agentkit run - --tools tools.calculator
 
 Without ``ANTHROPIC_API_KEY`` (and without ``--base-url``) it runs the offline demo model on a local
 server, and says so. Exit codes: 0 success, 1 the run failed (API or agent error), 2 bad usage or
@@ -12,33 +13,25 @@ configuration, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
-from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 
+from . import __version__
 from ._agent import Agent, Conversation
+from ._cli_output import LogStream, Renderer, Screen, escape_line, json_text
+from ._cli_tools import RULE, LoadedTools, ToolLoadError, load_tools
 from ._client import Client
-from ._events import (
-    AgentEvent,
-    RunFinished,
-    TextDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-)
+from ._events import RunFinished
 from ._exceptions import AgentKitError, AgentRunError, ConfigurationError, ToolDefinitionError
 from ._logging import configure_logging
-from ._tool import Tool, Toolset
+from ._tool import Toolset
 
 __all__ = ["main"]
 
@@ -57,23 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    screen = Screen(sys.stdout, sys.stderr)
+    args.screen = screen
     try:
         result: int = args.handler(args)
         return result
-    except _UsageError as exc:
-        print(f"agentkit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ConfigurationError, ToolDefinitionError) as exc:
-        print(f"agentkit: error: {exc}", file=sys.stderr)
+    except (_UsageError, ToolLoadError, ConfigurationError, ToolDefinitionError) as exc:
+        screen.note(f"agentkit: error: {escape_line(str(exc))}")
         return EXIT_USAGE
     except AgentRunError as exc:
-        print(f"agentkit: run stopped: {exc}", file=sys.stderr)
+        screen.note(f"agentkit: run stopped: {escape_line(str(exc))}")
         return EXIT_FAILED
     except AgentKitError as exc:
-        print(f"agentkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        screen.note(f"agentkit: error: {type(exc).__name__}: {escape_line(str(exc))}")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("\nagentkit: interrupted", file=sys.stderr)
+        screen.note("\nagentkit: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `agentkit run ... | head`: stop quietly, like other CLI tools
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at interpreter exit
@@ -84,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentkit",
         description="Run tool-using agents on Claude's Messages API (offline demo model without a key).",
+        epilog=RULE,
     )
+    parser.add_argument("--version", action="version", version=f"agentkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def agent_options(sub: argparse.ArgumentParser) -> None:
@@ -93,7 +87,13 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="MODULE_OR_FILE",
-            help="a module (tools.weather) or .py file whose @tool functions the agent may call; repeatable",
+            help="a module (tools.weather, my_tools) or .py file whose @tool functions the agent may call; "
+            "repeatable",
+        )
+        sub.add_argument(
+            "--files-root",
+            metavar="DIR",
+            help="the directory tools.files may read (read-only; default: the current directory)",
         )
         sub.add_argument("--model", help="model id (default: $ANTHROPIC_MODEL; offline: agentkit-offline)")
         sub.add_argument("--system", help="system prompt")
@@ -112,20 +112,23 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("-v", "--verbose", action="count", default=0, help="show the trace (-vv: debug)")
 
-    run = commands.add_parser("run", help="run one prompt and stream the answer")
-    run.add_argument("prompt", help="what to ask")
+    run = commands.add_parser("run", help="run one prompt and stream the answer", epilog=RULE)
+    run.add_argument("prompt", help="what to ask; - reads it from stdin (echo 'question' | agentkit run -)")
     agent_options(run)
     run.add_argument("--json", action="store_true", help="print one JSON event per line instead of text")
     run.set_defaults(handler=_cmd_run)
 
-    chat = commands.add_parser("chat", help="an interactive multi-turn session")
+    chat = commands.add_parser("chat", help="an interactive multi-turn session", epilog=RULE)
     agent_options(chat)
     chat.set_defaults(handler=_cmd_chat)
 
     tools = commands.add_parser("tools", help="inspect tools")
     tools_commands = tools.add_subparsers(dest="tools_command", metavar="SUBCOMMAND")
-    show = tools_commands.add_parser("show", help="print tool definitions as the model sees them (JSON)")
+    show = tools_commands.add_parser(
+        "show", help="print tool definitions as the model sees them (JSON)", epilog=RULE
+    )
     show.add_argument("source", nargs="+", metavar="MODULE_OR_FILE")
+    show.add_argument("--files-root", metavar="DIR", help="the directory tools.files may read")
     show.set_defaults(handler=_cmd_tools_show)
 
     def tools_help(_args: argparse.Namespace) -> int:
@@ -140,29 +143,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_tools_show(args: argparse.Namespace) -> int:
-    toolset = _load_tools(args.source)
-    print(json.dumps(toolset.definitions(), indent=2, ensure_ascii=False))
+    _configure_logs(0, args.screen)  # warnings about the tools (undocumented parameters) are escaped too
+    loaded = load_tools(args.source, files_root=args.files_root)
+    print(json_text(loaded.toolset.definitions(), indent=2), flush=True)
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _configure_logs(args.verbose)
+    screen: Screen = args.screen
+    prompt = _read_prompt(args.prompt)
+    _configure_logs(args.verbose, screen)
     with ExitStack() as stack:
         agent, offline = _build_agent(args, stack)
-        out = sys.stdout
-        render = _Renderer(out)
+        render = Renderer(screen)
         started = time.perf_counter()
 
         async def go() -> int:
             try:
-                async with agent.stream(args.prompt) as events:
+                async with agent.stream(prompt) as events:
                     async for event in events:
                         if args.json:
-                            print(json.dumps(event.to_dict(), ensure_ascii=False), file=out, flush=True)
+                            screen.line(json_text(event.to_dict()))
                         else:
                             render(event)
                         if isinstance(event, RunFinished) and not args.json:
-                            _summary(event, time.perf_counter() - started, offline)
+                            _summary(screen, event, time.perf_counter() - started, offline)
             finally:
                 await agent.client.aclose()
             return EXIT_OK
@@ -171,13 +176,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK  # pragma: no cover - the with block always returns
 
 
+def _read_prompt(prompt: str) -> str:
+    if prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise _UsageError(
+                "run -: reads the prompt from stdin, but stdin is a terminal; pipe it in "
+                "(echo 'What is 17 * 23?' | agentkit run -) or give the prompt as an argument"
+            )
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            raise _UsageError("run -: stdin was empty; pipe a prompt in, or give it as an argument")
+        return prompt.strip()
+    if not prompt.strip():
+        raise _UsageError("the prompt is empty; give a question, or - to read it from stdin")
+    return prompt
+
+
+_PROMPT = "you> "
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
-    _configure_logs(args.verbose)
+    screen: Screen = args.screen
+    _configure_logs(args.verbose, screen)
     with ExitStack() as stack:
         agent, offline = _build_agent(args, stack)
         conversation = Conversation()
-        render = _Renderer(sys.stdout)
-        print("agentkit chat — Ctrl-C cancels the current answer, Ctrl-D quits.", file=sys.stderr)
+        render = Renderer(screen)
+        screen.note("agentkit chat — Ctrl-C cancels the current answer, Ctrl-D quits.")
 
         async def go() -> int:
             current: list[anyio.CancelScope] = []
@@ -185,20 +210,23 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             async def watch_interrupts() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT) as signals:
                     async for _ in signals:
+                        screen.interrupted()
                         if current:
                             current[-1].cancel()
-                        else:
-                            print("\n(Ctrl-D to quit)", file=sys.stderr, flush=True)
+                        else:  # waiting at the prompt: the terminal dropped the line, ask again
+                            screen.note("(Ctrl-D to quit)")
+                            _reprompt()
 
             try:
                 async with anyio.create_task_group() as group:
                     group.start_soon(watch_interrupts)
                     while True:
                         try:
-                            line = await anyio.to_thread.run_sync(_read_line, "you> ", abandon_on_cancel=True)
+                            line = await anyio.to_thread.run_sync(_read_line, _PROMPT, abandon_on_cancel=True)
                         except EOFError:
-                            print(file=sys.stderr)
+                            screen.note("")
                             break
+                        screen.prompt_shown()
                         if not line.strip():
                             continue
                         started = time.perf_counter()
@@ -209,17 +237,15 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                                     async for event in events:
                                         render(event)
                                         if isinstance(event, RunFinished):
-                                            _summary(event, time.perf_counter() - started, offline)
+                                            _summary(screen, event, time.perf_counter() - started, offline)
                             except AgentRunError as exc:
-                                print(f"\n[run stopped: {exc}]", file=sys.stderr)
+                                screen.note(f"[run stopped: {escape_line(str(exc))}]")
                             except AgentKitError as exc:
-                                print(f"\n[error: {type(exc).__name__}: {exc}]", file=sys.stderr)
+                                screen.note(f"[error: {type(exc).__name__}: {escape_line(str(exc))}]")
                             finally:
                                 current.pop()
                         if scope.cancelled_caught:
-                            print(
-                                "\n[cancelled — the conversation keeps every answered step]", file=sys.stderr
-                            )
+                            screen.note("[cancelled — the conversation keeps every answered step]")
                     group.cancel_scope.cancel()
             finally:
                 await agent.client.aclose()
@@ -233,16 +259,26 @@ def _read_line(prompt: str) -> str:
     return input(prompt)
 
 
+def _reprompt() -> None:
+    # Where input() writes its prompt: stderr on a terminal (no readline), else stdout.
+    interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    stream = sys.stderr if interactive else sys.stdout
+    stream.write(_PROMPT)
+    stream.flush()
+
+
 # --- building the agent --------------------------------------------------------------------------
 
 
-def _configure_logs(verbose: int) -> None:
+def _configure_logs(verbose: int, screen: Screen) -> None:
     level = "warning" if verbose == 0 else "info" if verbose == 1 else "debug"
-    configure_logging(level, format="console", stream=sys.stderr)
+    configure_logging(level, format="console", stream=cast(TextIO, LogStream(screen)))
 
 
 def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any, Any], bool]:
-    toolset = _load_tools(args.tools) if args.tools else Toolset()
+    screen: Screen = args.screen
+    loaded = load_tools(args.tools, files_root=args.files_root) if args.tools or args.files_root else None
+    toolset = loaded.toolset if loaded else Toolset()
     base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL")
     key = os.environ.get("ANTHROPIC_API_KEY")
     offline = args.offline or (not key and not base_url)
@@ -251,7 +287,7 @@ def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any,
 
         _use_offline_providers()
         server = stack.enter_context(LocalServer(policy=OfflineModel(), api_key=None))
-        print(OFFLINE_NOTICE, file=sys.stderr, flush=True)
+        screen.note(OFFLINE_NOTICE)
         client = Client(api_key="offline-demo", base_url=server.base_url, max_retries=0)
         model = args.model or OFFLINE_MODEL
     else:
@@ -263,6 +299,7 @@ def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any,
         if not model:
             raise _UsageError("no model: pass --model (e.g. claude-sonnet-4-6) or set ANTHROPIC_MODEL")
         client = Client(base_url=base_url, provider=args.provider)
+    _announce_files(screen, loaded)
     agent: Agent[Any, Any] = Agent(
         client,
         model=model,
@@ -274,6 +311,11 @@ def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any,
     return agent, offline
 
 
+def _announce_files(screen: Screen, loaded: LoadedTools | None) -> None:
+    if loaded is not None and loaded.files_root is not None:
+        screen.note(f"file tools: read-only access to {escape_line(str(loaded.files_root))}")
+
+
 def _use_offline_providers() -> None:
     """Offline means no network: switch the bundled tools that call web APIs to simulated data."""
     weather = sys.modules.get("agentkit.tools.weather")
@@ -281,84 +323,10 @@ def _use_offline_providers() -> None:
         weather.offline()
 
 
-def _load_tools(sources: Sequence[str]) -> Toolset:
-    collected: list[Tool[..., Any]] = []
-    for source in sources:
-        module = _import_source(source)
-        found = Toolset.from_module(module)
-        if not len(found):
-            raise _UsageError(f"{source}: no @tool functions found (decorate them with agentkit.tool)")
-        collected.extend(found)
-    return Toolset(collected)
-
-
-# The ready-made tools live in agentkit.tools; "tools.weather" on the command line still means them.
-_BUNDLED_ALIASES = {
-    f"tools.{name}": f"agentkit.tools.{name}" for name in ("calculator", "clock", "files", "http", "weather")
-}
-
-
-def _import_source(source: str) -> ModuleType:
-    path = Path(source)
-    try:
-        if source.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise _UsageError(f"tools file not found: {source}")
-            spec = importlib.util.spec_from_file_location(f"agentkit_user_tools_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise _UsageError(f"cannot load tools file {source}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            return module
-        return importlib.import_module(_BUNDLED_ALIASES.get(source, source))
-    except (_UsageError, ToolDefinitionError):
-        raise
-    except Exception as exc:
-        raise _UsageError(f"cannot import tools module {source!r}: {type(exc).__name__}: {exc}") from exc
-
-
 # --- rendering -----------------------------------------------------------------------------------
 
 
-class _Renderer:
-    """Writes a run as it happens: streamed text, then one line per tool call and per result."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.at_line_start = True
-
-    def _line(self, text: str) -> None:
-        if not self.at_line_start:
-            self.out.write("\n")
-        self.out.write(text + "\n")
-        self.out.flush()
-        self.at_line_start = True
-
-    def __call__(self, event: AgentEvent) -> None:
-        if isinstance(event, TextDelta) and event.text:
-            self.out.write(event.text)
-            self.out.flush()
-            self.at_line_start = event.text.endswith("\n")
-        elif isinstance(event, ToolCallStarted):
-            self._line(f"→ {event.tool_use.name}({json.dumps(event.tool_use.input, ensure_ascii=False)})")
-        elif isinstance(event, ToolCallFinished):
-            content = event.result.content
-            if isinstance(content, str) or content is None:
-                text = content or ""
-            else:
-                text = json.dumps(
-                    [b.model_dump(mode="json", exclude_none=True) for b in content], ensure_ascii=False
-                )
-            if len(text) > 300:
-                text = text[:299] + "…"
-            mark = "✗" if event.is_error else "←"
-            self._line(f"{mark} {event.tool_use.name}: {text}  ({event.duration * 1000:.0f} ms)")
-        elif isinstance(event, RunFinished) and not self.at_line_start:
-            self._line("")
-
-
-def _summary(event: RunFinished, elapsed: float, offline: bool) -> None:
+def _summary(screen: Screen, event: RunFinished, elapsed: float, offline: bool) -> None:
     result = event.result
     usage = result.usage
     parts = [
@@ -369,10 +337,10 @@ def _summary(event: RunFinished, elapsed: float, offline: bool) -> None:
         parts.append(f"{usage.cache_read_input_tokens} cached")
     parts.append(f"{elapsed:.2f} s")
     if result.stopped_by_limit:
-        parts.append(f"stopped by {result.stopped_by_limit}")
+        parts.append(f"stopped by {escape_line(str(result.stopped_by_limit))}")
     if offline:
         parts.append("offline")
-    print(f"— {' · '.join(parts)}", file=sys.stderr, flush=True)
+    screen.note(f"— {' · '.join(parts)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -737,8 +737,10 @@ def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw[:500].decode("utf-8", "replace")
-    if isinstance(body, dict) and "error" not in body and isinstance(body.get("message"), str):
-        body = {"error": {"message": body["message"]}}  # an envelope-style error ({"code", "message"})
+    if isinstance(body, dict) and "error" not in body:  # an envelope-style error ({"code", "message"/"msg"})
+        text = body.get("message") or body.get("msg")
+        if isinstance(text, str):
+            body = {"error": {"message": text}}
     error = _make_status_error(
         status=response.status_code,
         body=body,

@@ -91,13 +91,14 @@ class MessageAccumulator:
     Message once ``message_stop`` was seen and raises :class:`ProtocolError` otherwise.
     """
 
-    __slots__ = ("_blocks", "_done", "_json", "_parts", "_request_id", "_snapshot", "_stopped")
+    __slots__ = ("_blocks", "_done", "_json", "_opened", "_parts", "_request_id", "_snapshot", "_stopped")
 
     def __init__(self, request_id: str | None = None) -> None:
         self._snapshot: dict[str, Any] | None = None
         self._blocks: list[dict[str, Any]] = []
         self._parts: dict[int, list[str]] = {}  # text/thinking deltas, joined at the end
         self._json: dict[int, list[str]] = {}  # input_json_delta buffers
+        self._opened: set[int] = set()  # blocks that came by content_block_start
         self._stopped: set[int] = set()
         self._done = False
         self._request_id = request_id
@@ -134,6 +135,7 @@ class MessageAccumulator:
             while len(self._blocks) <= index:
                 self._blocks.append({})
             self._blocks[index] = block
+            self._opened.add(index)
         elif kind == "content_block_stop":
             self._stopped.add(payload["index"])
         elif kind == "message_start":
@@ -217,7 +219,12 @@ class MessageAccumulator:
             if parts is not None:
                 field = "thinking" if kind == "thinking" else "text"
                 block[field] = block.get(field, "") + "".join(parts)
-            if kind in _TOOL_BLOCKS and index in self._json:
+            if kind in _TOOL_BLOCKS and index in self._opened and index not in self._stopped:
+                # No content_block_stop (cut by max_tokens): the call is incomplete even if the
+                # JSON so far parses; it keeps the start's input and is never run.
+                raw = "".join(self._json.get(index, ()))
+                invalid.append(InvalidToolInput(index=index, id=str(block.get("id", "")), raw=raw))
+            elif kind in _TOOL_BLOCKS and index in self._json:
                 raw = "".join(self._json[index])
                 if raw.strip():
                     try:

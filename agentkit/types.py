@@ -261,7 +261,8 @@ class Usage(_Wire):
 
 
 class InvalidToolInput(BaseModel):
-    """A ``tool_use`` whose streamed input was not valid JSON (usually cut by ``max_tokens``).
+    """A ``tool_use`` whose streamed input was not valid JSON or never finished (no
+    ``content_block_stop``); usually cut by ``max_tokens``.
 
     The block stays in the Message (with ``input: {}``) so the history remains valid, but it must
     never be executed.

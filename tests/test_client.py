@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -31,7 +32,18 @@ from agentkit import (
 )
 from agentkit.types import Message, ToolUseBlock
 
-from .conftest import FIXTURES, load_json, strip_nulls
+from .conftest import (
+    OWN,
+    envelopes,
+    error_bodies,
+    expected_path,
+    load_json,
+    message_bodies,
+    named_over_corpora,
+    over_corpora,
+    own,
+    strip_nulls,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -62,11 +74,12 @@ class Recorder:
 
 
 def ok(body: Any | None = None) -> tuple[int, Any, dict[str, str]]:
-    return (200, body or load_json(FIXTURES / "end_turn_response.json"), {})
+    return (200, body or load_json(own("end_turn")), {})
 
 
-async def test_create_returns_a_typed_message_and_sends_the_wire_body() -> None:
-    recorder = Recorder(ok(load_json(FIXTURES / "tool_use_response.json")))
+@pytest.mark.parametrize("path", named_over_corpora("tool_use"))
+async def test_create_returns_a_typed_message_and_sends_the_wire_body(path: Path) -> None:
+    recorder = Recorder(ok(load_json(path)))
     async with recorder.client() as client:
         message = await client.create(
             model="claude-sonnet-4-6",
@@ -159,26 +172,42 @@ def test_the_key_never_shows_in_repr() -> None:
     assert KEY not in str(vars(client).get("_api_key"))
 
 
-@pytest.mark.parametrize(
-    "name", ["poyo_envelope.json", "poyo_envelope_tool_use.json"], ids=lambda n: n.removesuffix(".json")
-)
-async def test_envelope_is_unwrapped(name: str) -> None:
-    recorder = Recorder(ok(load_json(FIXTURES / name)))
+def _envelopes(root: Path, *, error: bool) -> list[Path]:
+    return [p for p in envelopes(root) if ("error" in load_json(expected_path(p))) is error]
+
+
+@pytest.mark.parametrize("path", over_corpora(lambda root: _envelopes(root, error=False)))
+async def test_envelope_is_unwrapped(path: Path) -> None:
+    recorder = Recorder(ok(load_json(path)))
     async with recorder.client(provider="poyo") as client:
         message = await client.create(model="m", max_tokens=1, messages=MESSAGES)
-    expected = load_json(FIXTURES / name.replace(".json", ".expected.json"))
+    expected = load_json(expected_path(path))
     assert strip_nulls(message.model_dump(mode="json", exclude_none=True)) == strip_nulls(expected)
 
 
-async def test_envelope_error_is_typed() -> None:
-    recorder = Recorder(ok(load_json(FIXTURES / "poyo_envelope_error.json")))
-    async with recorder.client(provider="poyo") as client:
-        with pytest.raises(AuthenticationError) as info:
+@pytest.mark.parametrize("path", over_corpora(lambda root: _envelopes(root, error=True)))
+async def test_envelope_error_is_typed(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agentkit._client._INITIAL_BACKOFF", 0.001)
+    body = load_json(path)
+    recorder = Recorder(ok(body))
+    async with recorder.client(provider="poyo", max_retries=2) as client:
+        with pytest.raises(ERROR_CLASSES[body["code"]]) as info:
             await client.create(model="m", max_tokens=1, messages=MESSAGES)
-    expected = load_json(FIXTURES / "poyo_envelope_error.expected.json")["error"]
+    expected = load_json(expected_path(path))["error"]
     assert info.value.error_type == expected["type"]
     assert info.value.message == expected["message"]
-    assert len(recorder.requests) == 1  # authentication errors are never retried
+    # the envelope code retries like the HTTP status would: authentication never, rate limits yes
+    assert len(recorder.requests) == (3 if body["code"] in RETRIED else 1)
+
+
+@pytest.mark.parametrize("path", over_corpora(message_bodies))
+async def test_message_bodies_parse_to_the_same_message(path: Path) -> None:
+    body = load_json(path)
+    recorder = Recorder(ok(body))
+    async with recorder.client() as client:
+        message = await client.create(model="m", max_tokens=1, messages=MESSAGES)
+    assert strip_nulls(message.model_dump(mode="json", exclude_none=True)) == strip_nulls(body)
+    assert [b.id for b in message.tool_uses] == [b["id"] for b in body["content"] if b["type"] == "tool_use"]
 
 
 ERROR_CLASSES: dict[int, type[APIStatusError]] = {
@@ -195,10 +224,9 @@ ERROR_CLASSES: dict[int, type[APIStatusError]] = {
     529: OverloadedError,
 }
 RETRIED = {409, 429, 500, 504, 529}
-ERROR_FILES = sorted((FIXTURES / "errors").glob("*.json")) + sorted((FIXTURES / "errors_more").glob("*.json"))
 
 
-@pytest.mark.parametrize("path", ERROR_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", over_corpora(error_bodies))
 async def test_each_error_body_maps_to_its_exception_and_retry_rule(path: Path) -> None:
     status = int(path.name.split("_")[0])
     body = load_json(path)
@@ -219,7 +247,7 @@ async def test_each_error_body_maps_to_its_exception_and_retry_rule(path: Path) 
 
 async def test_retry_succeeds_and_counts_attempts_in_a_header() -> None:
     recorder = Recorder(
-        (529, load_json(FIXTURES / "errors/529_overloaded_error.json"), {"retry-after": "0.001"}),
+        (529, load_json(OWN / "errors/529_overloaded_error.json"), {"retry-after": "0.001"}),
         (500, b"upstream exploded", {"retry-after": "0.001"}),
         ok(),
     )
@@ -230,9 +258,7 @@ async def test_retry_succeeds_and_counts_attempts_in_a_header() -> None:
 
 
 async def test_x_should_retry_header_wins() -> None:
-    refuse = Recorder(
-        (529, load_json(FIXTURES / "errors/529_overloaded_error.json"), {"x-should-retry": "false"})
-    )
+    refuse = Recorder((529, load_json(OWN / "errors/529_overloaded_error.json"), {"x-should-retry": "false"}))
     async with refuse.client() as client:
         with pytest.raises(OverloadedError):
             await client.create(model="m", max_tokens=1, messages=MESSAGES)
@@ -240,7 +266,7 @@ async def test_x_should_retry_header_wins() -> None:
     force = Recorder(
         (
             400,
-            load_json(FIXTURES / "errors/400_invalid_request_error.json"),
+            load_json(OWN / "errors/400_invalid_request_error.json"),
             {"x-should-retry": "true", "retry-after-ms": "1"},
         ),
         ok(),
@@ -275,20 +301,23 @@ async def test_invalid_json_on_200_is_a_protocol_error() -> None:
             await client.create(model="m", max_tokens=1, messages=MESSAGES)
 
 
-async def test_count_tokens() -> None:
-    recorder = Recorder(ok(load_json(FIXTURES / "real_count_tokens.response.json")))
-    request = load_json(FIXTURES / "requests/real_count_tokens.json")
+@pytest.mark.parametrize("path", named_over_corpora("count_tokens_response"))
+async def test_count_tokens(path: Path) -> None:
+    answer = load_json(path)
+    recorder = Recorder(ok(answer))
+    request = load_json(path.parent / ("requests/" + path.name.removesuffix(".response.json") + ".json"))
     async with recorder.client() as client:
         count = await client.count_tokens(
             model=request["model"], messages=request["messages"], system=request.get("system")
         )
-    assert count == load_json(FIXTURES / "real_count_tokens.response.json")["input_tokens"]
+    assert count == answer["input_tokens"]
     assert recorder.requests[0].url.path == "/v1/messages/count_tokens"
     assert "max_tokens" not in json.loads(recorder.requests[0].content)
 
 
-async def test_stream_yields_typed_events_and_the_final_message() -> None:
-    sse = (FIXTURES / "tool_use_parallel.sse").read_bytes()
+@pytest.mark.parametrize("path", named_over_corpora("parallel_stream"))
+async def test_stream_yields_typed_events_and_the_final_message(path: Path) -> None:
+    sse = await anyio.Path(path).read_bytes()
 
     async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(sse), 50):
@@ -305,7 +334,7 @@ async def test_stream_yields_typed_events_and_the_final_message() -> None:
         kinds = [event.type async for event in stream]
     assert kinds[0] == "message_start"
     assert kinds[-1] == "message_stop"
-    expected = strip_nulls(load_json(FIXTURES / "tool_use_parallel.expected.json"))
+    expected = strip_nulls(load_json(expected_path(path)))
     assert strip_nulls(stream.message.model_dump(mode="json", exclude_none=True)) == expected
     await client.aclose()
 
@@ -323,9 +352,11 @@ def test_public_api_is_exported() -> None:
         assert hasattr(agentkit, name)
 
 
-async def test_envelope_error_body_with_an_http_error_status_keeps_its_message() -> None:
-    recorder = Recorder((401, load_json(FIXTURES / "poyo_envelope_error.json"), {}))
-    async with recorder.client(provider="poyo") as client:
-        with pytest.raises(AuthenticationError) as info:
+@pytest.mark.parametrize("path", over_corpora(lambda root: _envelopes(root, error=True)))
+async def test_envelope_error_body_with_an_http_error_status_keeps_its_message(path: Path) -> None:
+    body = load_json(path)
+    recorder = Recorder((body["code"], body, {}))
+    async with recorder.client(provider="poyo", max_retries=0) as client:
+        with pytest.raises(ERROR_CLASSES[body["code"]]) as info:
             await client.create(model="m", max_tokens=1, messages=MESSAGES)
-    assert info.value.message == "invalid api key"
+    assert info.value.message == load_json(expected_path(path))["error"]["message"]

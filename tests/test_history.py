@@ -14,9 +14,9 @@ from agentkit._exceptions import HistoryError
 from agentkit._history import INTERRUPTED_RESULT, check_messages, check_thinking_history, repair_history
 from agentkit.testing._validation import InvalidRequest, validate_count_tokens, validate_create
 
-from .conftest import FIXTURES, load_json
+from .conftest import load_json, named_over_corpora, over_corpora, request_bodies
 
-REQUESTS = sorted((FIXTURES / "requests").glob("*.json"))
+REQUESTS = over_corpora(request_bodies)
 
 
 def user(content: Any) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def thinking(t: str = "hmm") -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ valid
 
 
-@pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", REQUESTS)
 def test_fixture_requests_pass(path: Any) -> None:
     body = load_json(path)
     check_messages(body["messages"])
@@ -204,8 +204,9 @@ def test_history_error_is_a_value_error() -> None:
 # ------------------------------------------------------------------------------------------ thinking
 
 
-def test_thinking_dropped_from_running_tool_loop_is_rejected() -> None:
-    body = load_json(FIXTURES / "requests" / "real_thinking_then_tool_use.followup.json")
+@pytest.mark.parametrize("path", named_over_corpora("thinking_followup"))
+def test_thinking_dropped_from_running_tool_loop_is_rejected(path: Any) -> None:
+    body = load_json(path)
     messages = copy.deepcopy(body["messages"])
     check_thinking_history(messages, True)
     messages[1]["content"] = [b for b in messages[1]["content"] if b["type"] != "thinking"]
@@ -298,7 +299,7 @@ def test_repair_keeps_existing_results_and_text() -> None:
     assert messages[2]["content"][0] == text("hurry")
 
 
-@pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", REQUESTS)
 def test_repair_leaves_valid_history_alone(path: Any) -> None:
     messages = load_json(path)["messages"]
     repaired = repair_history(messages)

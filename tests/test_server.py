@@ -25,7 +25,16 @@ from agentkit.testing import (
     reply,
 )
 
-from .conftest import FIXTURES, load_json, strip_nulls
+from .conftest import (
+    ROUND_TRIP,
+    corpus_of,
+    expected_path,
+    load_json,
+    named_over_corpora,
+    over_corpora,
+    request_bodies,
+    strip_nulls,
+)
 
 KEY = "sk-test"
 MODEL = "claude-sonnet-4-6"
@@ -214,17 +223,14 @@ def test_requests_are_recorded(server: LocalServer) -> None:
     assert server.requests == []
 
 
-def test_count_tokens_and_models(server: LocalServer) -> None:
+@pytest.mark.parametrize("path", named_over_corpora("count_tokens_request"))
+def test_count_tokens_and_models(server: LocalServer, path: Any) -> None:
     with client(server) as c:
-        r = c.post(
-            "/v1/messages/count_tokens", json=load_json(FIXTURES / "requests" / "real_count_tokens.json")
-        )
+        r = c.post("/v1/messages/count_tokens", json=load_json(path))
         assert r.status_code == 200
         n = r.json()["input_tokens"]
         assert isinstance(n, int) and n > 0
-        r2 = c.post(
-            "/v1/messages/count_tokens", json=load_json(FIXTURES / "requests" / "real_count_tokens.json")
-        )
+        r2 = c.post("/v1/messages/count_tokens", json=load_json(path))
         assert r2.json()["input_tokens"] == n  # deterministic
         r = c.post("/v1/messages/count_tokens", json=body())
         assert r.status_code == 400
@@ -483,7 +489,7 @@ def test_body_not_json_or_not_object(server: LocalServer) -> None:
         assert "body: Input should be a valid dictionary" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", sorted((FIXTURES / "requests").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", over_corpora(request_bodies))
 def test_fixture_requests_are_accepted(path: Any) -> None:
     payload = load_json(path)
     endpoint = "/v1/messages" if "max_tokens" in payload else "/v1/messages/count_tokens"
@@ -668,18 +674,10 @@ def test_sse_reconstructs_the_json_message(name: str, rep: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "fixture",
-    [
-        "real_thinking_then_tool_use",
-        "real_parallel_tool_use",
-        "real_redacted_thinking",
-        "sdk_refusal",
-        "usage_cache",
-        "tool_use_parallel",
-    ],
+    "path", over_corpora(lambda root: [root / f"{name}.sse" for name in ROUND_TRIP[corpus_of(root)]])
 )
-def test_sse_of_real_messages_round_trips(fixture: str) -> None:
-    expected = load_json(FIXTURES / f"{fixture}.expected.json")
+def test_sse_of_real_messages_round_trips(path: Any) -> None:
+    expected = load_json(expected_path(path))
     with LocalServer(policy=lambda _r: dict(expected), verify_signatures=False) as srv, client(srv) as c:
         raw = c.post("/v1/messages", json=body(stream=True)).content
     assert strip_nulls(accumulate(parse_sse(raw))) == strip_nulls(expected)

@@ -14,9 +14,24 @@ from agentkit import APIStatusError, OverloadedError, ProtocolError
 from agentkit._sse import MessageAccumulator, SSEDecoder
 from agentkit.types import TextBlock, ThinkingBlock, ToolUseBlock, to_wire
 
-from .conftest import FIXTURES, load_json, strip_nulls
+from .conftest import (
+    CORPORA,
+    corpus_of,
+    corpus_params,
+    envelopes,
+    error_bodies,
+    expected_path,
+    load_json,
+    message_bodies,
+    named_over_corpora,
+    over_corpora,
+    request_bodies,
+    streams,
+    strip_nulls,
+)
 
-STREAMS = sorted(FIXTURES.glob("*.sse"))
+STREAMS = [path for root in CORPORA.values() for path in streams(root)]
+STREAM_CASES = over_corpora(streams)
 
 
 def accumulate(chunks: list[bytes]) -> Any:
@@ -42,18 +57,44 @@ def expected_for(path: Path) -> Any:
     return strip_nulls(load_json(path.with_suffix(".expected.json")))
 
 
-def test_every_fixture_is_covered() -> None:
-    assert len(STREAMS) >= 20
-    for path in STREAMS:
-        assert path.with_suffix(".expected.json").exists()
+# Reference material in the shared corpus that no test here reads: beta-feature streams (compaction,
+# fallback) this client does not implement, and recorded response headers.
+UNREAD_SHARED_DIRS = {"beta", "headers"}
+MINIMUM_STREAMS = {"own": 15, "shared": 20}
 
 
-@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("root", corpus_params())
+def test_every_fixture_is_covered(root: Path) -> None:
+    corpus = corpus_of(root)
+    found = streams(root)
+    assert len(found) >= MINIMUM_STREAMS[corpus], f"{corpus}: only {len(found)} streams in {root}"
+    paired = found + envelopes(root)
+    missing = [p.name for p in paired if not expected_path(p).exists()]
+    assert not missing, f"{corpus}: no .expected.json for {missing}"
+    read = {*paired, *map(expected_path, paired), *error_bodies(root), *request_bodies(root)}
+    read |= {*message_bodies(root), *root.glob("*count_tokens.response.json")}
+    unread = [
+        p.relative_to(root).as_posix()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name not in ("README.md", ".gitattributes")
+        and p not in read
+        and not (corpus == "shared" and p.relative_to(root).parts[0] in UNREAD_SHARED_DIRS)
+    ]
+    assert not unread, f"{corpus}: fixture files no test reads: {unread}"
+    if corpus == "own":  # the README says what each file exercises
+        readme = (root / "README.md").read_text(encoding="utf-8")
+        names = sorted(p.relative_to(root).as_posix() for p in read if not p.name.endswith(".expected.json"))
+        undocumented = [name for name in names if f"`{name}`" not in readme]
+        assert not undocumented, f"tests/fixtures/README.md does not describe {undocumented}"
+
+
+@pytest.mark.parametrize("path", STREAM_CASES)
 def test_fixture_accumulates_to_expected(path: Path) -> None:
     assert accumulate([path.read_bytes()]) == expected_for(path)
 
 
-@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", STREAM_CASES)
 def test_fixture_split_at_every_byte_offset(path: Path) -> None:
     data = path.read_bytes()
     expected = expected_for(path)
@@ -61,7 +102,7 @@ def test_fixture_split_at_every_byte_offset(path: Path) -> None:
         assert accumulate([data[:offset], data[offset:]]) == expected, f"split at byte {offset}"
 
 
-@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", STREAM_CASES)
 def test_fixture_fed_byte_by_byte(path: Path) -> None:
     data = path.read_bytes()
     assert accumulate([data[i : i + 1] for i in range(len(data))]) == expected_for(path)
@@ -104,10 +145,11 @@ def test_multibyte_character_split_across_chunks() -> None:
     assert events == [("message", '{"type": "ping", "x": "\U0001f600"}')]
 
 
-def test_typed_blocks_from_a_thinking_stream() -> None:
+@pytest.mark.parametrize("path", named_over_corpora("thinking_stream"))
+def test_typed_blocks_from_a_thinking_stream(path: Path) -> None:
     decoder = SSEDecoder()
     accumulator = MessageAccumulator()
-    for event, data in decoder.feed((FIXTURES / "real_thinking_then_tool_use.sse").read_bytes()):
+    for event, data in decoder.feed(path.read_bytes()):
         accumulator.feed_sse(event, data)
     message = accumulator.message()
     kinds = [type(b) for b in message.content]
@@ -118,8 +160,9 @@ def test_typed_blocks_from_a_thinking_stream() -> None:
     assert thinking.signature
 
 
-def test_error_event_raises_the_typed_error() -> None:
-    data = (FIXTURES / "error_mid_stream.sse").read_bytes()
+@pytest.mark.parametrize("path", named_over_corpora("error_stream"))
+def test_error_event_raises_the_typed_error(path: Path) -> None:
+    data = path.read_bytes()
     decoder = SSEDecoder()
     accumulator = MessageAccumulator(request_id="req_1")
     with pytest.raises(OverloadedError) as info:
@@ -129,10 +172,11 @@ def test_error_event_raises_the_typed_error() -> None:
     assert info.value.request_id == "req_1"
 
 
-def test_truncated_stream_is_an_error_not_a_short_message() -> None:
+@pytest.mark.parametrize("path", named_over_corpora("truncated_stream"))
+def test_truncated_stream_is_an_error_not_a_short_message(path: Path) -> None:
     decoder = SSEDecoder()
     accumulator = MessageAccumulator()
-    for event, payload in decoder.feed((FIXTURES / "truncated.sse").read_bytes()):
+    for event, payload in decoder.feed(path.read_bytes()):
         accumulator.feed_sse(event, payload)
     assert not accumulator.done
     with pytest.raises(ProtocolError, match="before message_stop"):
@@ -145,10 +189,11 @@ def test_invalid_json_in_an_event_is_a_protocol_error() -> None:
         accumulator.feed_sse("message_start", "{not json")
 
 
-def test_partial_text_and_json_are_visible_while_streaming() -> None:
+@pytest.mark.parametrize("path", named_over_corpora("text_then_tool_stream"))
+def test_partial_text_and_json_are_visible_while_streaming(path: Path) -> None:
     decoder = SSEDecoder()
     accumulator = MessageAccumulator()
-    data = (FIXTURES / "tool_use_single.sse").read_bytes()
+    data = path.read_bytes()
     cut = data.index(b"input_json_delta") + 60
     for event, payload in decoder.feed(data[:cut]):
         accumulator.feed_sse(event, payload)

@@ -45,7 +45,7 @@ from agentkit import APIConnectionError, Client
 from agentkit._transport import _Transport
 from agentkit.testing import LocalServer
 
-from .conftest import FIXTURES, load_json
+from .conftest import load_json, own
 
 pytestmark = pytest.mark.anyio
 
@@ -1096,11 +1096,11 @@ def test_client_kept_open_across_event_loops_does_not_reuse_the_old_loops_connec
 async def test_client_retries_a_connection_closed_before_the_answer(no_proxy_env: pytest.MonkeyPatch) -> None:
     no_proxy_env.setattr(agentkit._client, "_INITIAL_BACKOFF", 0.001)
     answer = ok(
-        (FIXTURES / "end_turn_response.json").read_bytes(),
+        own("end_turn").read_bytes(),
         "Content-Type: application/json",
         "request-id: req_2",
     )
-    expected = load_json(FIXTURES / "end_turn_response.json")["content"][0]["text"]
+    expected = load_json(own("end_turn"))["content"][0]["text"]
     with RawServer(replies(then_hang_up(), answer)) as server:
         async with Client(base_url=server.url, api_key="sk-test", max_retries=2) as client:
             message = await client.create(model="m", max_tokens=8, messages=MESSAGES)
