@@ -265,7 +265,7 @@ class Agent(Generic[DepsT, OutputT]):
         Without a store, nothing stops the same saved JSON from being resumed twice: each resume runs
         the approved calls again. Resume a given paused state once.
         """
-        run = self._resume_run(state, decisions, deps, None, self.stream_requests)
+        run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
         return cast(RunResult[OutputT], await drive(run))
 
     def resume_sync(
@@ -286,8 +286,8 @@ class Agent(Generic[DepsT, OutputT]):
         deps: DepsT | None = None,
     ) -> AgentStream[OutputT]:
         """:meth:`resume` as a stream of events, like :meth:`stream`."""
-        run_state, refused, replaced = self._decide(state, decisions)
-        return AgentStream(lambda emit: drive(self._prepared(run_state, refused, replaced, deps, emit, True)))
+        run_state = self._decide(state, decisions)
+        return AgentStream(lambda emit: drive(_Run(self, run_state, deps, emit, True)))
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -309,35 +309,8 @@ class Agent(Generic[DepsT, OutputT]):
             raise ConfigurationError("nothing to send: give a prompt or a history ending in a user turn")
         return state
 
-    def _resume_run(
-        self,
-        state: RunState | str,
-        decisions: Mapping[str, Decision] | None,
-        deps: Any,
-        emit: Emit | None,
-        streaming: bool,
-    ) -> _Run:
-        run_state, refused, replaced = self._decide(state, decisions)
-        return self._prepared(run_state, refused, replaced, deps, emit, streaming)
-
-    def _prepared(
-        self,
-        state: RunState,
-        refused: dict[str, ToolResultBlock],
-        replaced: dict[str, ToolUseBlock],
-        deps: Any,
-        emit: Emit | None,
-        streaming: bool,
-    ) -> _Run:
-        run = _Run(self, state, deps, emit, streaming)
-        run.refused.update(refused)
-        run.replaced.update(replaced)
-        return run
-
-    def _decide(
-        self, state: RunState | str, decisions: Mapping[str, Decision] | None
-    ) -> tuple[RunState, dict[str, ToolResultBlock], dict[str, ToolUseBlock]]:
-        """Check the decisions against the paused calls and record them; nothing runs yet."""
+    def _decide(self, state: RunState | str, decisions: Mapping[str, Decision] | None) -> RunState:
+        """Check the decisions against the paused calls and record them in the state; nothing runs yet."""
         if isinstance(state, str | bytes):
             state = RunState.from_json(state)
         elif not isinstance(state, RunState):
@@ -355,7 +328,7 @@ class Agent(Generic[DepsT, OutputT]):
                     f"run {state.run_id} is not waiting for approval (it stopped at {state.step!r}); "
                     f"no decisions apply, got them for {sorted(given)}"
                 )
-            return state, {}, {}
+            return state
         pending = {p.tool_use_id: p for p in turn.pending}
         unknown = sorted(set(given) - set(pending))
         if unknown:
@@ -370,7 +343,7 @@ class Agent(Generic[DepsT, OutputT]):
                 f"no decision for pending call(s) {names}: give Approve() or Deny(reason) for each"
             )
         refused: dict[str, ToolResultBlock] = {}
-        replaced: dict[str, ToolUseBlock] = {}
+        replaced: dict[str, dict[str, Any]] = {}
         for tool_use_id, decision in given.items():
             call = pending[tool_use_id]
             if isinstance(decision, Deny):
@@ -392,10 +365,14 @@ class Agent(Generic[DepsT, OutputT]):
                 raise ApprovalError(
                     f"the decision for {tool_use_id} must be Approve() or Deny(reason), not {decision!r}"
                 )
+        for tool_use_id, decision in given.items():
+            _trace.tool_decided(self._log, tool_use_id, pending[tool_use_id].name, type(decision).__name__.lower())
         turn.decisions.update(given)
+        turn.refused.update(refused)
+        turn.replaced.update(replaced)
         turn.pending.clear()
         state.step = "tools"
-        return state, refused, replaced
+        return state
 
 
 class AgentStream(Generic[OutputT]):

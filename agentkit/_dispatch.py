@@ -19,7 +19,7 @@ from . import _guards, _trace
 from ._events import ToolApprovalRequested, ToolCallFinished, ToolCallStarted
 from ._output import OUTPUT_TOOL
 from ._state import Defer, Deny, OpenTurn, PendingCall
-from .types import Message, ToolResultBlock, ToolUseBlock
+from .types import ToolResultBlock, ToolUseBlock
 
 if TYPE_CHECKING:
     from ._loop import _Run
@@ -36,23 +36,21 @@ def not_run_reason(exc: BaseException) -> str:
     return f"not run: the run stopped ({type(exc).__name__})"
 
 
-async def gate(run: _Run, turn: OpenTurn, message: Message | None) -> list[ToolUseBlock]:
-    """Decide, in ``tool_use`` order, which calls of a new turn are refused (their error result goes to
-    ``run.refused``) and which wait for a decision (``turn.pending``); returns the calls to dispatch."""
+async def gate(run: _Run, turn: OpenTurn) -> None:
+    """Decide, in ``tool_use`` order, which calls of a new turn are refused (``turn.refused``), which
+    run with other input (``turn.replaced``) and which wait for a decision (``turn.pending``)."""
     state, agent = run.state, run.agent
     tool_uses = turn.tool_uses
     blocked = _guards.loop_check(state, agent.loop_limit, tool_uses)
     if blocked:
         _trace.tool_loop(run.log, state.turns, state.loop.name, "refuse")
-    if message is not None:
-        names = {t.id: t.name for t in tool_uses}
-        for bad in message.invalid_tool_inputs:  # input that is not a JSON object: never run
-            blocked[bad.id] = (
-                f"not run: the input for {names.get(bad.id, 'this tool')} was not a valid JSON object "
-                f"(got {bad.raw[:80]!r}). Call it again with an object matching its schema."
-            )
+    names = {t.id: t.name for t in tool_uses}
+    for bad_id, raw in turn.invalid.items():  # input that is not a JSON object: never run
+        blocked[bad_id] = (
+            f"not run: the input for {names.get(bad_id, 'this tool')} was not a valid JSON object "
+            f"(got {raw[:80]!r}). Call it again with an object matching its schema."
+        )
     hook = agent.hooks.before_tool_call
-    calls: list[ToolUseBlock] = []
     for tool_use in tool_uses:
         refusal = blocked.get(tool_use.id)
         if refusal is None and tool_use.name in state.disabled_tools:
@@ -66,16 +64,14 @@ async def gate(run: _Run, turn: OpenTurn, message: Message | None) -> list[ToolU
                 _defer(run, turn, tool_use, decision.reason)
                 continue
             elif isinstance(decision, ToolUseBlock):
-                run.replaced[tool_use.id] = decision
+                turn.replaced[tool_use.id] = dict(decision.input)
         if refusal is not None:
-            run.refused[tool_use.id] = error_result(tool_use.id, refusal)
-        else:
-            found = agent.toolset.get(tool_use.name)
-            if found is not None and found.needs_approval(tool_use.input):
-                _defer(run, turn, tool_use, None)
-                continue
-        calls.append(tool_use)
-    return calls
+            turn.refused[tool_use.id] = error_result(tool_use.id, refusal)
+            continue
+        found = agent.toolset.get(tool_use.name)
+        if found is not None and found.needs_approval(tool_use.input):
+            _defer(run, turn, tool_use, None)
+    turn.gated = True
 
 
 def _defer(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock, reason: str | None) -> None:
@@ -83,14 +79,16 @@ def _defer(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock, reason: str | None
     _trace.tool_deferred(run.log, run.state.turns, tool_use)
 
 
-async def dispatch(run: _Run, turn: OpenTurn, calls: list[ToolUseBlock]) -> None:
-    """Answer ``calls`` (running those not refused); then, if no call of the turn is still waiting for
-    a decision, commit the turn with all its results."""
+async def dispatch(run: _Run, turn: OpenTurn) -> None:
+    """Answer every gated call of the turn that has no result and is not waiting (running those not
+    refused); then, if no call is waiting for a decision, commit the turn with all its results."""
     state = run.state
+    waiting = {p.tool_use_id for p in turn.pending}
+    calls = [t for t in turn.tool_uses if t.id not in turn.results and t.id not in waiting]
     try:
         if run.emit is not None:
             for tool_use in turn.tool_uses:
-                if any(p.tool_use_id == tool_use.id for p in turn.pending):
+                if tool_use.id in waiting:
                     await run.emit(ToolApprovalRequested(turn=state.turns, tool_use=tool_use))
             for tool_use in calls:
                 await run.emit(ToolCallStarted(turn=state.turns, tool_use=tool_use))
@@ -126,15 +124,15 @@ async def _call(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock) -> None:
     verbose = run.verbose
     if verbose:
         _trace.tool_call_start(run.log, run.state.turns, tool_use)
-    result = run.refused.pop(tool_use.id, None)
+    result = turn.refused.get(tool_use.id)
     if result is None:
-        result = await _run_one(run, run.replaced.pop(tool_use.id, tool_use))
+        replaced = turn.replaced.get(tool_use.id)
+        call = tool_use if replaced is None else tool_use.model_copy(update={"input": replaced})
+        result = await _run_one(run, call)
     turn.results[tool_use.id] = result
     duration = time.perf_counter() - started
     if verbose:
-        _trace.tool_call_end(
-            run.log, run.state.turns, tool_use, duration, bool(result.is_error), result.content
-        )
+        _trace.tool_call_end(run.log, run.state.turns, tool_use, duration, bool(result.is_error), result.content)
     await _finished(run, tool_use, result, duration)
 
 

@@ -61,7 +61,8 @@ class KeepPaused:
 
 @dataclass(frozen=True, slots=True)
 class RunTools:
-    """Run the calls of a new turn (``message``), or the open turn's remaining calls (``message=None``)."""
+    """Open the turn of a new response (``message``) and pass its calls through the gate; or, with
+    ``message=None``, run the open turn's calls that are neither answered nor waiting."""
 
     message: Message | None
 
@@ -133,8 +134,6 @@ class _Run:
         "emit",
         "log",
         "parallel_disabled",
-        "refused",
-        "replaced",
         "state",
         "streaming",
         "transcript",
@@ -156,8 +155,6 @@ class _Run:
         self.emit = emit
         self.streaming = streaming
         self.verbose = _trace.info_enabled(self.log)
-        self.replaced: dict[str, ToolUseBlock] = {}  # calls to run with other input (hook, approver)
-        self.refused: dict[str, ToolResultBlock] = {}  # answers decided before running (guards, denials)
         tool_choice = agent.tool_choice
         self.parallel_disabled = bool(tool_choice and tool_choice.get("disable_parallel_tool_use"))
 
@@ -265,6 +262,7 @@ async def drive(run: _Run) -> RunResult[Any]:
         while True:
             match step:
                 case RequestModel():
+                    await _checkpoint(run, "request")
                     last = await _request(run)
                     step = decide(run, last)
                 case RunTools(message):
@@ -311,7 +309,7 @@ async def drive(run: _Run) -> RunResult[Any]:
                     state.tool_choice = {"type": "none"}
                     step = RequestModel()
                 case AwaitApproval():
-                    state.step = "awaiting_approval"
+                    await _checkpoint(run, "awaiting_approval")
                     result = _result(run, "awaiting_approval", last)
                     _trace.run_end(
                         run.log,
@@ -325,7 +323,7 @@ async def drive(run: _Run) -> RunResult[Any]:
                         transcript.append_assistant(
                             assistant_blocks(message), _content(message), merge=_take_pause(state)
                         )
-                    state.step = "completed"
+                    await _checkpoint(run, "completed")
                     result = _result(run, "completed", last)
                     outcome = "limit" if state.limit_hit else "completed"
                     _trace.run_end(
@@ -347,6 +345,14 @@ async def drive(run: _Run) -> RunResult[Any]:
     if run.emit is not None:
         await run.emit(RunFinished(turn=state.turns, result=result))
     return result
+
+
+async def _checkpoint(run: _Run, step: Any) -> None:
+    """A step boundary: the state is complete here (``on_step`` may save it; resume continues from it)."""
+    run.state.step = step
+    hook = run.agent.hooks.on_step
+    if hook is not None:
+        await run.maybe_await(hook(run.ctx, run.state))
 
 
 async def _request(run: _Run) -> Message:

@@ -77,6 +77,10 @@ class OpenTurn:
     blocks: list[Any]  # the assistant's blocks as received: models, and the same as wire dicts
     content: list[dict[str, Any]]
     merge: bool  # continues the previous assistant turn (after ``pause_turn``)
+    invalid: dict[str, str] = field(default_factory=dict)  # calls whose input was not a JSON object
+    gated: bool = False  # the gate (guards, hook, approval rules) has seen every call
+    refused: dict[str, ToolResultBlock] = field(default_factory=dict)  # answers decided without running
+    replaced: dict[str, dict[str, Any]] = field(default_factory=dict)  # input to run instead (hook, approver)
     results: dict[str, ToolResultBlock] = field(default_factory=dict)
     pending: list[PendingCall] = field(default_factory=list)
     decisions: dict[str, Decision] = field(default_factory=dict)
@@ -169,6 +173,10 @@ class RunState:
             else {
                 "content": turn.content,
                 "merge": turn.merge,
+                "invalid": turn.invalid,
+                "gated": turn.gated,
+                "refused": [to_wire(r) for r in turn.refused.values()],
+                "replaced": turn.replaced,
                 "results": [to_wire(r) for r in turn.results.values()],
                 "pending": [p.to_dict() for p in turn.pending],
                 "decisions": {k: _decision_to_dict(d) for k, d in turn.decisions.items()},
@@ -203,6 +211,7 @@ class RunState:
             turn = None
             if turn_raw is not None:
                 results = [ToolResultBlock.model_validate(r) for r in turn_raw.get("results", ())]
+                refused = [ToolResultBlock.model_validate(r) for r in turn_raw.get("refused", ())]
                 content = list(turn_raw["content"])
                 turn = OpenTurn(
                     blocks=list(
@@ -210,6 +219,10 @@ class RunState:
                     ),
                     content=content,
                     merge=bool(turn_raw.get("merge")),
+                    invalid={str(k): str(v) for k, v in (turn_raw.get("invalid") or {}).items()},
+                    gated=bool(turn_raw.get("gated")),
+                    refused={r.tool_use_id: r for r in refused},
+                    replaced={str(k): dict(v) for k, v in (turn_raw.get("replaced") or {}).items()},
                     results={r.tool_use_id: r for r in results},
                     pending=[
                         PendingCall(p["tool_use_id"], p["name"], dict(p["input"]), p.get("reason"))
