@@ -827,7 +827,7 @@ def _unresolvable(x: DoesNotExist) -> None:  # type: ignore[name-defined]  # noq
             ["p_int", "'has spaces'", "^[a-zA-Z0-9_-]{1,64}$", "@tool(name=...)"],
         ),
         (p_int, {"name": "x" * 65}, ["p_int", "at most 64"]),
-        (p_int, {"timeout": 0}, ["p_int", "timeout must be a positive number"]),
+        (p_int, {"timeout": 0}, ["p_int", "timeout=", "a positive number of seconds"]),
         (lambda x: x, {}, ["<lambda>", "@tool(name=...)"]),
     ],
     ids=[
