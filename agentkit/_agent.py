@@ -369,7 +369,8 @@ class Agent(Generic[DepsT, OutputT]):
             try:
                 return await self.run(prompt, deps=deps, history=history)
             finally:
-                await self.client.aclose()
+                if self._client is not None:  # not self.client: building one may be what failed
+                    await self._client.aclose()
 
         return anyio.run(main)
 

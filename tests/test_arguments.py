@@ -376,8 +376,9 @@ def test_an_agent_without_client_or_key_fails_before_any_request(monkeypatch: py
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     agent = Agent(model="claude-sonnet-4-6", tools=[get_weather])
-    with pytest.raises(ConfigurationError, match="demo_client"):
+    with pytest.raises(ConfigurationError, match="demo_client") as info:
         agent.run_sync("Weather in Tokyo?")
+    assert info.value.__context__ is None  # one clear error, not the same one again while cleaning up
 
 
 class _NoAuthEndpoint(http.server.BaseHTTPRequestHandler):
