@@ -171,7 +171,8 @@ class Conversation:
     @classmethod
     def from_json(cls, data: str | bytes) -> Conversation:
         """Load a conversation saved with :meth:`to_json` (or a bare list of messages). It is checked
-        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`)."""
+        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`); text that is
+        not such JSON raises :class:`ConfigurationError`."""
         messages, usage = _validate.saved_conversation(data)
         conversation = cls(messages)
         if usage is not None:

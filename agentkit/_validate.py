@@ -72,7 +72,7 @@ def check_type(
     """``value`` is an instance of ``types`` (or ``None`` when ``none``)."""
     if value is None and none:
         return
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+    if not isinstance(value, types):
         raise refuse(where, name, value, accepted + (" or None" if none else ""))
 
 
@@ -98,16 +98,16 @@ def check_number(
     *,
     low: float = 0.0,
     high: float = math.inf,
-    positive: bool = False,
+    seconds: bool = False,
     none: bool = True,
 ) -> None:
-    """``value`` is a real number in ``[low, high]`` (``> low`` when ``positive``), or ``None``."""
+    """``value`` is a real number in ``[low, high]``, or ``None``; with ``seconds``, a duration ``> 0``."""
     if value is None and none:
         return
     ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and (value > low if positive else value >= low) and value <= high
+    ok = ok and (value > low if seconds else value >= low) and value <= high
     if not ok:
-        if positive:
+        if seconds:
             accepted = "a positive number of seconds"
         elif high < math.inf:
             accepted = f"a number from {low:g} to {high:g}"
@@ -159,10 +159,6 @@ def check_type_form(where: str, name: str, value: Any, *, structured: bool) -> N
         raise refuse(where, name, value, "a type such as a pydantic model (the class, not an instance)")
 
 
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
 def _wrap_hint(name: str, value: Any) -> str:
     return f"Wrap a single value in a list: {name}=[...]" if isinstance(value, str | Mapping) else ""
 
@@ -195,7 +191,7 @@ def client_arguments(args: Mapping[str, Any]) -> None:
         )
     timeout = args["timeout"]
     if not isinstance(timeout, httpx2.Timeout):
-        check_number(where, "timeout", timeout, positive=True)
+        check_number(where, "timeout", timeout, seconds=True)
     check_int(where, "max_retries", args["max_retries"], minimum=0)
     check_type(where, "http_client", args["http_client"], httpx2.AsyncClient, "an httpx2.AsyncClient")
     check_type(
@@ -261,7 +257,7 @@ def agent_arguments(args: Mapping[str, Any], client_type: type, tool_types: tupl
     check_choice(where, "on_truncated_tool_use", args["on_truncated_tool_use"], ("raise", "continue"))
     check_type_form(where, "output_type", args["output_type"], structured=True)
     check_int(where, "output_retries", args["output_retries"], minimum=0)
-    check_number(where, "tool_timeout", args["tool_timeout"], positive=True)
+    check_number(where, "tool_timeout", args["tool_timeout"], seconds=True)
     check_bool(where, "parallel_tool_calls", args["parallel_tool_calls"])
     check_int(where, "loop_limit", args["loop_limit"], minimum=2, none=True)
     check_int(where, "tool_retries", args["tool_retries"], minimum=1, none=True)
@@ -436,7 +432,7 @@ def tool_options(where: str, args: Mapping[str, Any]) -> None:
     try:
         check_type(call, "name", args["name"], str, "a tool name matching ^[a-zA-Z0-9_-]{1,64}$")
         check_type(call, "description", args["description"], str, "a str")
-        check_number(call, "timeout", args["timeout"], positive=True)
+        check_number(call, "timeout", args["timeout"], seconds=True)
         check_int(call, "max_result_chars", args["max_result_chars"], minimum=1)
         marker = args["cache_control"]
         if not isinstance(marker, bool | Mapping):
