@@ -25,9 +25,10 @@ from typing import Any, Generic, Literal, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
+from . import _validate
 from ._client import Client
 from ._context import RunContext
 from ._events import (
@@ -170,12 +171,12 @@ class Conversation:
     @classmethod
     def from_json(cls, data: str | bytes) -> Conversation:
         """Load a conversation saved with :meth:`to_json` (or a bare list of messages). It is checked
-        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`)."""
-        raw = json.loads(data)
-        messages = raw["messages"] if isinstance(raw, dict) else raw
+        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`); text that is
+        not such JSON raises :class:`ConfigurationError`."""
+        messages, usage = _validate.saved_conversation(data)
         conversation = cls(messages)
-        if isinstance(raw, dict) and raw.get("usage"):
-            conversation.usage = Usage.model_validate(raw["usage"])
+        if usage is not None:
+            conversation.usage = usage
         conversation.check()
         return conversation
 
@@ -266,6 +267,7 @@ class Agent(Generic[DepsT, OutputT]):
         deps_type: type[DepsT] | None = None,
         name: str | None = None,
     ) -> None:
+        _validate.agent_arguments(locals(), Client, (Tool, Toolset))  # first: it reads locals()
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
         if not resolved_model:
             raise ConfigurationError(
@@ -344,6 +346,7 @@ class Agent(Generic[DepsT, OutputT]):
         ``prompt`` is a user string or a list of messages; ``history`` earlier turns (a
         :class:`Conversation` is appended to in place, so it stays valid even if the run fails).
         """
+        _validate.run_arguments("Agent.run", prompt, history, Conversation)
         async with aclosing(self._run(prompt, deps, history, stream=self.stream_requests)) as events:
             async for event in events:
                 if isinstance(event, RunFinished):
@@ -361,12 +364,14 @@ class Agent(Generic[DepsT, OutputT]):
 
         The client's connection pool is closed before the loop ends (it reopens on the next call).
         """
+        _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
 
         async def main() -> RunResult[OutputT]:
             try:
                 return await self.run(prompt, deps=deps, history=history)
             finally:
-                await self.client.aclose()
+                if self._client is not None:  # not self.client: building one may be what failed
+                    await self._client.aclose()
 
         return anyio.run(main)
 
@@ -395,6 +400,7 @@ class Agent(Generic[DepsT, OutputT]):
         yield from an async generator inside the block unless that generator is always fully iterated
         or closed by the task that iterates it. If that can't be guaranteed, use a plain ``async for``.
         """
+        _validate.run_arguments("Agent.stream", prompt, history, Conversation)
         live = _LiveGroup()
         return AgentStream(self._run(prompt, deps, history, stream=True, live=live), live)
 
@@ -411,7 +417,9 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         run_id = f"run_{uuid.uuid4().hex[:16]}"
         log = get_logger("agentkit").bind(run_id=run_id, model=self.model)
-        conversation = history if isinstance(history, Conversation) else Conversation(history or ())
+        if not isinstance(history, Conversation):
+            history = Conversation(_as_params(history or (), "history"))
+        conversation = history
         state = _RunState(conversation)
         state.add_prompt(prompt)
         if not state.wire:
@@ -996,7 +1004,7 @@ class _RunState:
         if isinstance(prompt, str):
             self.append_user_blocks([TextBlock(text=prompt)])
             return
-        for param in _as_params(prompt):
+        for param in _as_params(prompt, "prompt"):
             if param.role == "user" and self.wire and self.wire[-1]["role"] == "user":
                 blocks = [TextBlock(text=param.content)] if isinstance(param.content, str) else param.content
                 self.append_user_blocks(list(blocks))
@@ -1127,14 +1135,20 @@ class _OutputTool:
     def __init__(self, output_type: type[Any]) -> None:
         self.name = _OUTPUT_TOOL
         self.type_name = getattr(output_type, "__name__", str(output_type))
-        self._adapter: TypeAdapter[Any] = TypeAdapter(output_type)
-        schema = clean_json_schema(self._adapter.json_schema())
+        try:
+            self._adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+            schema = clean_json_schema(self._adapter.json_schema())
+        except (PydanticUserError, TypeError, ValueError) as exc:
+            raise _validate.refuse(
+                "Agent", "output_type", output_type, "a type pydantic can validate and describe",
+                hint=str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+            ) from None
         self._wrapped = schema.get("type") != "object" or any(
             k in schema for k in ("anyOf", "oneOf", "allOf")
         )
         if self._wrapped:
             schema = {"type": "object", "properties": {"result": schema}, "required": ["result"]}
-        description = (inspect.getdoc(output_type) or "").strip() if isinstance(output_type, type) else ""
+        description = _validate.own_docstring(output_type)
         self.definition: dict[str, Any] = {
             "name": self.name,
             "description": "Give the final answer with this tool, once, when you are done."
@@ -1152,13 +1166,19 @@ class _OutputTool:
         return True, value
 
 
-def _as_params(messages: Iterable[MessageParam | Mapping[str, Any]]) -> list[MessageParam]:
+def _as_params(
+    messages: Iterable[MessageParam | Mapping[str, Any]], name: str = "messages"
+) -> list[MessageParam]:
+    _validate.check_messages(name, messages)
     items = list(messages)
     if all(isinstance(m, MessageParam) for m in items):
         return cast(list[MessageParam], items)
-    return _message_params_adapter.validate_python(
-        [m if isinstance(m, MessageParam) else dict(m) for m in items]
-    )
+    try:
+        return _message_params_adapter.validate_python(
+            [dict(m) if isinstance(m, Mapping) and not isinstance(m, MessageParam) else m for m in items]
+        )
+    except ValidationError as exc:
+        raise _validate.bad_messages(name, exc) from None
 
 
 def _check_stored(wire: list[dict[str, Any]]) -> None:
