@@ -29,7 +29,7 @@ from agentkit import (
 )
 from agentkit.testing import demo_client
 
-from .conftest import FIXTURES, load_json
+from .conftest import load_json, own
 
 KEY = "sk-ant-api03-secretsecretsecret-0123456789"
 
@@ -389,7 +389,7 @@ class _NoAuthEndpoint(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
         type(self).seen.append({k.lower(): v for k, v in self.headers.items()})
-        body = json.dumps(load_json(FIXTURES / "end_turn_response.json")).encode()
+        body = json.dumps(load_json(own("end_turn"))).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
