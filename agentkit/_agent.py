@@ -15,11 +15,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pydantic import BaseModel
 from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
+from . import _trace, _validate
 from ._client import Client
 from ._context import RunContext
-from ._conversation import Conversation, Prompt, _Transcript
+from ._conversation import Conversation, Prompt, _as_params, _Transcript
 from ._events import AgentEvent, RunFinished, RunResult
 from ._exceptions import ApprovalError, ConfigurationError
+from ._logging import get_logger
 from ._loop import Emit, _Run, drive
 from ._output import OUTPUT_TOOL, OutputTool
 from ._request import RequestBuilder
@@ -57,12 +59,16 @@ class Hooks:
       decision (the run pauses; see :meth:`Agent.resume`), or a new ``ToolUseBlock`` to run instead
       (same id, modified input). It is called for each call of a turn in order, before any of them runs.
     - ``after_tool_call(ctx, tool_use, result)``: may return a replacement ``ToolResultBlock``.
+    - ``on_step(ctx, state)``: at each step boundary (before a model request, before a turn's calls
+      run, when the run pauses or completes), with the :class:`RunState` complete: a checkpoint from
+      which :meth:`Agent.resume` continues, in this process or another.
     """
 
     before_request: Callable[[RunContext[Any], dict[str, Any]], _MaybeAwaitable] | None = None
     after_response: Callable[[RunContext[Any], Message], _MaybeAwaitable] | None = None
     before_tool_call: Callable[[RunContext[Any], ToolUseBlock], _MaybeAwaitable] | None = None
     after_tool_call: Callable[[RunContext[Any], ToolUseBlock, ToolResultBlock], _MaybeAwaitable] | None = None
+    on_step: Callable[[RunContext[Any], RunState], _MaybeAwaitable] | None = None
 
 
 class Agent(Generic[DepsT, OutputT]):
@@ -132,6 +138,7 @@ class Agent(Generic[DepsT, OutputT]):
         deps_type: type[DepsT] | None = None,
         name: str | None = None,
     ) -> None:
+        _validate.agent_arguments(locals(), Client, (Tool, Toolset))  # first: it reads locals()
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
         if not resolved_model:
             raise ConfigurationError(
@@ -186,6 +193,7 @@ class Agent(Generic[DepsT, OutputT]):
         tool_defs = list(self.toolset.definitions())
         if self._output is not None:
             tool_defs.append(self._output.definition)
+        self._log = get_logger("agentkit").bind(model=self.model)
         self._requests = RequestBuilder(
             model=self.model,
             max_tokens=max_tokens,
@@ -216,6 +224,7 @@ class Agent(Generic[DepsT, OutputT]):
         ``prompt`` is a user string or a list of messages; ``history`` earlier turns (a
         :class:`Conversation` is appended to in place, so it stays valid even if the run fails).
         """
+        _validate.run_arguments("Agent.run", prompt, history, Conversation)
         run = _Run(self, self._new_state(prompt, history), deps, None, self.stream_requests)
         return cast(RunResult[OutputT], await drive(run))
 
@@ -226,6 +235,7 @@ class Agent(Generic[DepsT, OutputT]):
 
         The client's connection pool is closed before the loop ends (it reopens on the next call).
         """
+        _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
         return self._sync(self.run(prompt, deps=deps, history=history))
 
     def stream(
@@ -244,6 +254,7 @@ class Agent(Generic[DepsT, OutputT]):
         (without ``async with``) gives the same events; it must then run to the end, or be closed
         (``contextlib.aclosing``): to stop early, use ``async with``.
         """
+        _validate.run_arguments("Agent.stream", prompt, history, Conversation)
         state = self._new_state(prompt, history)
         return AgentStream(lambda emit: drive(_Run(self, state, deps, emit, True)))
 
@@ -296,12 +307,17 @@ class Agent(Generic[DepsT, OutputT]):
             try:
                 return await coro
             finally:
-                await self.client.aclose()
+                if self._client is not None:  # not self.client: building one may be what failed
+                    await self._client.aclose()
 
         return anyio.run(main)
 
     def _new_state(self, prompt: Prompt, history: History) -> RunState:
-        conversation = history if isinstance(history, Conversation) else Conversation(history or ())
+        conversation = (
+            history
+            if isinstance(history, Conversation)
+            else Conversation(_as_params(history or (), "history"))
+        )
         state = RunState(conversation=conversation, tool_choice=self.tool_choice)
         transcript = _Transcript(conversation)
         transcript.add_prompt(prompt)
@@ -358,15 +374,18 @@ class Agent(Generic[DepsT, OutputT]):
                         raise ApprovalError(
                             f"the edited input for {tool_use_id} ({call.name}) is invalid: {problem}"
                         )
-                    replaced[tool_use_id] = ToolUseBlock(
-                        id=tool_use_id, name=call.name, input=dict(decision.input)
-                    )
+                    replaced[tool_use_id] = dict(decision.input)
             else:
                 raise ApprovalError(
                     f"the decision for {tool_use_id} must be Approve() or Deny(reason), not {decision!r}"
                 )
         for tool_use_id, decision in given.items():
-            _trace.tool_decided(self._log, tool_use_id, pending[tool_use_id].name, type(decision).__name__.lower())
+            _trace.tool_decided(
+                self._log.bind(run_id=state.run_id),
+                tool_use_id,
+                pending[tool_use_id].name,
+                type(decision).__name__.lower(),
+            )
         turn.decisions.update(given)
         turn.refused.update(refused)
         turn.replaced.update(replaced)

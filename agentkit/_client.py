@@ -16,6 +16,7 @@ from typing import Any, Literal, Self, TypeVar
 import anyio
 import httpx2
 
+from . import _validate
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -78,7 +79,8 @@ class Client:
 
     Args:
         api_key: the key; defaults to ``ANTHROPIC_API_KEY``. May be omitted only for endpoints that
-            need none (a local test server started without a key).
+            need none (a local test server started without a key); Anthropic's API without a key is a
+            :class:`ConfigurationError` at once.
         base_url: the endpoint, with or without a trailing ``/v1``; defaults to ``ANTHROPIC_BASE_URL``,
             then the provider's URL, then ``https://api.anthropic.com``.
         provider: a preset for the auth header: ``"anthropic"`` and ``"poyo"`` send ``x-api-key``,
@@ -109,14 +111,7 @@ class Client:
         transport: httpx2.AsyncBaseTransport | None = None,
         max_connections: int = 1000,
     ) -> None:
-        if provider is not None and provider not in _PROVIDER_AUTH:
-            raise ConfigurationError(
-                f"unknown provider {provider!r}; use one of {', '.join(sorted(_PROVIDER_AUTH))}"
-            )
-        if auth is not None and auth not in ("x-api-key", "bearer"):
-            raise ConfigurationError(f"unknown auth style {auth!r}; use 'x-api-key' or 'bearer'")
-        if max_retries < 0:
-            raise ConfigurationError("max_retries must be >= 0")
+        _validate.client_arguments(locals())  # first: it reads the arguments from locals()
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         self._api_key = _Secret(key) if key else None
         if key:
@@ -130,6 +125,8 @@ class Client:
                 "guess a proxy's address"
             )
         self.base_url = _normalise_base_url(url)
+        if self._api_key is None and _validate.anthropic_host(self.base_url):
+            raise _validate.missing_key(self.base_url)  # fail now, not with an unauthenticated request
         self._urls: dict[str, httpx2.URL] = {}
         self.anthropic_version = anthropic_version
         self.max_retries = max_retries
@@ -139,8 +136,6 @@ class Client:
         self._transport = transport
         self._http_client = http_client
         self._direct: _Transport | None = None  # our own pool's transport, called without AsyncClient
-        if max_connections < 1:
-            raise ConfigurationError("max_connections must be >= 1")
         self._max_connections = max_connections
 
     @property
@@ -635,6 +630,8 @@ def _normalise_base_url(url: str) -> str:
         raise ConfigurationError(
             f"base_url {url!r} must be an http(s) URL with a host, e.g. https://api.anthropic.com"
         )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigurationError(f"base_url {url!r}: port {parsed.port} is out of range (1-65535)")
     url = url.rstrip("/")
     if url.endswith("/v1"):
         url = url[: -len("/v1")]

@@ -9,6 +9,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
+from pydantic import ValidationError
+
+from . import _validate
 from ._history import check_messages, repair_history
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, _message_params_adapter, to_wire
 
@@ -55,14 +58,12 @@ class Conversation:
     @classmethod
     def from_json(cls, data: str | bytes) -> Conversation:
         """Load a conversation saved with :meth:`to_json` (or a bare list of messages). It is checked
-        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`)."""
-        from .types import Usage
-
-        raw = json.loads(data)
-        messages = raw["messages"] if isinstance(raw, dict) else raw
+        like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`); text that is
+        not such JSON raises :class:`ConfigurationError`."""
+        messages, usage = _validate.saved_conversation(data)
         conversation = cls(messages)
-        if isinstance(raw, dict) and raw.get("usage"):
-            conversation.usage = Usage.model_validate(raw["usage"])
+        if usage is not None:
+            conversation.usage = usage
         conversation.check()
         return conversation
 
@@ -109,7 +110,7 @@ class _Transcript:
         if isinstance(prompt, str):
             self.append_user_blocks([TextBlock(text=prompt)])
             return
-        for param in _as_params(prompt):
+        for param in _as_params(prompt, "prompt"):
             if param.role == "user" and self.wire and self.wire[-1]["role"] == "user":
                 blocks = [TextBlock(text=param.content)] if isinstance(param.content, str) else param.content
                 self.append_user_blocks(list(blocks))
@@ -164,13 +165,19 @@ def assistant_blocks(message: Message) -> list[Any]:
     return [b for b in message.content if not (isinstance(b, TextBlock) and not b.text)]
 
 
-def _as_params(messages: Iterable[MessageParam | Mapping[str, Any]]) -> list[MessageParam]:
+def _as_params(
+    messages: Iterable[MessageParam | Mapping[str, Any]], name: str = "messages"
+) -> list[MessageParam]:
+    _validate.check_messages(name, messages)
     items = list(messages)
     if all(isinstance(m, MessageParam) for m in items):
         return cast(list[MessageParam], items)
-    return _message_params_adapter.validate_python(
-        [m if isinstance(m, MessageParam) else dict(m) for m in items]
-    )
+    try:
+        return _message_params_adapter.validate_python(
+            [dict(m) if isinstance(m, Mapping) and not isinstance(m, MessageParam) else m for m in items]
+        )
+    except ValidationError as exc:
+        raise _validate.bad_messages(name, exc) from None
 
 
 def _check_stored(wire: list[dict[str, Any]]) -> None:

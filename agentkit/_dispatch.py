@@ -132,7 +132,9 @@ async def _call(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock) -> None:
     turn.results[tool_use.id] = result
     duration = time.perf_counter() - started
     if verbose:
-        _trace.tool_call_end(run.log, run.state.turns, tool_use, duration, bool(result.is_error), result.content)
+        _trace.tool_call_end(
+            run.log, run.state.turns, tool_use, duration, bool(result.is_error), result.content
+        )
     await _finished(run, tool_use, result, duration)
 
 

@@ -115,8 +115,11 @@ def configure_logging(
             production), or ``"auto"``: console on a terminal, JSON otherwise.
         stream: where lines go (default ``sys.stderr``).
     """
+    from ._validate import log_level, logging_options  # here: _validate imports this module
+
+    numeric = log_level(level)
+    logging_options(format, stream)
     out = stream or sys.stderr
-    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     if format == "auto":
         format = "console" if out.isatty() else "json"
     renderer: Any = (

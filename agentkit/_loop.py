@@ -36,7 +36,7 @@ from ._events import (
 from ._exceptions import AgentRunError, RefusalError, ToolInputTruncatedError, ToolLoopError
 from ._output import NUDGE, OUTPUT_TOOL
 from ._state import OpenTurn, RunState
-from .types import Message, ToolResultBlock, ToolUseBlock, to_wire
+from .types import Message, to_wire
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -265,21 +265,17 @@ async def drive(run: _Run) -> RunResult[Any]:
                     await _checkpoint(run, "request")
                     last = await _request(run)
                     step = decide(run, last)
-                case RunTools(message):
-                    if message is not None:
-                        state.open_turn = turn = OpenTurn(
-                            assistant_blocks(message), _content(message), merge=state.pause_pending
-                        )
-                        state.pause_pending, state.step = False, "tools"
-                        calls = await _dispatch.gate(run, turn, message)
-                    else:
-                        turn = state.open_turn  # type: ignore[assignment]  # decide() returned RunTools for it
-                        waiting = {p.tool_use_id for p in turn.pending}
-                        calls = [
-                            t for t in turn.tool_uses if t.id not in turn.results and t.id not in waiting
-                        ]
-                    await _dispatch.dispatch(run, turn, calls)
+                case RunTools(None):
+                    assert state.open_turn is not None  # decide() returns RunTools(None) for it
+                    await _checkpoint(run, "tools")
+                    await _dispatch.dispatch(run, state.open_turn)
                     step = decide(run, CALLS_ANSWERED)
+                case RunTools(Message() as message):
+                    invalid = {i.id: i.raw for i in message.invalid_tool_inputs}
+                    turn = OpenTurn(assistant_blocks(message), _content(message), _take_pause(state), invalid)
+                    state.open_turn = turn
+                    await _dispatch.gate(run, turn)
+                    step = RunTools(None)
                 case KeepPaused(message):
                     transcript.append_assistant(assistant_blocks(message), _content(message), merge=True)
                     state.pause_pending = True

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
+from . import _validate
 from ._exceptions import OutputValidationError
 from ._schema import clean_json_schema, format_validation_error
 from ._state import RunState
@@ -21,17 +21,20 @@ class OutputTool:
     def __init__(self, output_type: type[Any]) -> None:
         self.name = OUTPUT_TOOL
         self.type_name = getattr(output_type, "__name__", str(output_type))
-        self._adapter: TypeAdapter[Any] = TypeAdapter(output_type)
-        schema = clean_json_schema(self._adapter.json_schema())
+        try:
+            self._adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+            schema = clean_json_schema(self._adapter.json_schema())
+        except (PydanticUserError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise _validate.refuse(
+                "Agent", "output_type", output_type, "a type pydantic can validate and describe", hint=first
+            ) from None
         self._wrapped = schema.get("type") != "object" or any(
             k in schema for k in ("anyOf", "oneOf", "allOf")
         )
         if self._wrapped:
             schema = {"type": "object", "properties": {"result": schema}, "required": ["result"]}
-        # Only a docstring the user wrote on this class: an inherited one (pydantic's BaseModel has a
-        # long one) says nothing about the answer.
-        own = output_type.__dict__.get("__doc__") if isinstance(output_type, type) else None
-        description = inspect.cleandoc(own).strip() if isinstance(own, str) else ""
+        description = _validate.own_docstring(output_type)
         self.definition: dict[str, Any] = {
             "name": self.name,
             "description": "Give the final answer with this tool, once, when you are done."

@@ -66,9 +66,10 @@ _CONTEXT_ANNOTATION = re.compile(
 
 
 class _ToolInput(BaseModel):
-    """Base of the generated input models: fields are aliased to the parameter names, extras ignored."""
+    """Base of the generated input models: fields are aliased to the parameter names; an unknown key is
+    an error (a misspelled argument must not silently run the tool with a default)."""
 
-    model_config = ConfigDict(extra="ignore", validate_by_alias=True, validate_by_name=False)
+    model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,9 @@ def format_validation_error(tool_name: str, error: ValidationError, *, limit: in
     errors = error.errors(include_url=False)
     for item in errors[:limit]:
         path = _format_loc(item.get("loc", ()))
-        text = f"{path}: {item['msg']}" if path else str(item["msg"])
+        unknown = item.get("type") == "extra_forbidden"
+        message = "unknown parameter, not in the schema" if unknown else item["msg"]
+        text = f"{path}: {message}" if path else str(message)
         if item.get("type") != "missing" and "input" in item:
             text += f" (got {_short_repr(item['input'])})"
         parts.append(text)
@@ -374,6 +377,7 @@ def _json_schema(model: type[BaseModel], params: list[_Param], where: str) -> di
     required = cleaned.get("required") or []
     if required:
         schema["required"] = list(required)
+    schema["additionalProperties"] = False  # unknown keys are refused (see _ToolInput)
     if "$defs" in cleaned:
         schema["$defs"] = cleaned["$defs"]
     return schema

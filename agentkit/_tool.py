@@ -23,6 +23,7 @@ import anyio.to_thread
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
+from . import _validate
 from ._context import RunContext
 from ._exceptions import ToolDefinitionError, ToolError
 from ._logging import get_logger
@@ -178,6 +179,12 @@ class Tool(Generic[P, R]):
     ) -> None:
         if isinstance(fn, Tool):
             raise ToolDefinitionError(f"{fn.name}: already a tool; decorate the function once.")
+        if isinstance(fn, type):
+            raise ToolDefinitionError(
+                f"{_where(fn)}: is a class; @tool decorates functions and methods. Decorate a method "
+                "and add it with Toolset.from_object(instance), or wrap the class in a function."
+            )
+        _validate.tool_options(_where(fn), locals())
         func: Callable[..., Any] = fn
         receiver: str | None = None
         if isinstance(fn, staticmethod):
@@ -197,14 +204,6 @@ class Tool(Generic[P, R]):
             raise ToolDefinitionError(
                 f"{where}: tool name {tool_name!r} is invalid; names must match ^[a-zA-Z0-9_-]{{1,64}}$ "
                 "(letters, digits, '_' and '-', at most 64). Pass a valid one with @tool(name=...)."
-            )
-        if timeout is not None and not timeout > 0:
-            raise ToolDefinitionError(
-                f"{where}: timeout must be a positive number of seconds, not {timeout!r}."
-            )
-        if max_result_chars < 1:
-            raise ToolDefinitionError(
-                f"{where}: max_result_chars must be at least 1, not {max_result_chars!r}."
             )
 
         self._fn: Callable[..., Any] = func

@@ -76,9 +76,32 @@ async def test_async_tool_and_tool_use_block() -> None:
     assert result.is_error is None
 
 
-async def test_defaults_applied_and_extra_keys_ignored() -> None:
-    result = await get_weather.run(call("get_weather", {"city": "Rome", "unit": "celsius"}))
+async def test_defaults_applied() -> None:
+    result = await get_weather.run(call("get_weather", {"city": "Rome"}))
     assert result.content == "Rome: sunny for 3 days"
+
+
+async def test_an_unknown_key_is_refused_not_run_with_the_default() -> None:
+    """A misspelled argument ("dayz") must not run the tool with days' default and no word to the model."""
+    ran: list[int] = []
+
+    @tool
+    def forecast(city: str, days: int = 1) -> str:
+        """Forecast.
+
+        Args:
+            city: City name.
+            days: Days to forecast.
+        """
+        ran.append(days)
+        return f"{city}: {days} days"
+
+    result = await forecast.run(call("forecast", {"city": "Oslo", "dayz": 5, "unitz": "c"}))
+    assert result.is_error is True
+    assert isinstance(result.content, str)
+    assert "dayz" in result.content and "unitz" in result.content and "unknown parameter" in result.content
+    assert ran == []
+    assert forecast.input_schema["additionalProperties"] is False
 
 
 async def test_positional_only_parameters() -> None:
@@ -690,6 +713,7 @@ async def test_toolset_from_object() -> None:
         "type": "object",
         "properties": {"amount": {"type": "integer", "description": "Money in."}},
         "required": ["amount"],
+        "additionalProperties": False,
     }
 
     with pytest.raises(ToolDefinitionError, match="is a method"):

@@ -264,7 +264,7 @@ BOOK_SCHEMA = {
 
 
 def _one(prop: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": {"value": prop}}
+    schema: dict[str, Any] = {"type": "object", "properties": {"value": prop}, "additionalProperties": False}
     if required:
         schema["required"] = ["value"]
     return schema
@@ -323,6 +323,7 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
                 "type": "object",
                 "properties": {"x": {"type": "number"}, "y": {"type": "number", "default": 0.0}},
                 "required": ["x"],
+                "additionalProperties": False,  # stdlib dataclasses take the tool input's config
             }
         ),
     ),
@@ -333,6 +334,7 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
                 "type": "object",
                 "properties": {"street": {"type": "string"}, "zip": {"type": "string"}},
                 "required": ["street"],
+                "additionalProperties": False,  # so do TypedDicts
             }
         ),
     ),
@@ -356,6 +358,7 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
         p_constraints,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "n": {"type": "integer", "minimum": 1, "maximum": 16},
                 "s": {"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"},
@@ -369,6 +372,7 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
         p_defaults,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "name": {"type": "string", "default": "x"},
                 "count": {"type": "integer", "default": 3},
@@ -381,6 +385,7 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
         p_recursive,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {"tree": {"$ref": "#/$defs/TreeNode"}},
             "required": ["tree"],
             "$defs": {
@@ -395,23 +400,30 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
             },
         },
     ),
-    (p_no_params, {"type": "object", "properties": {}}),
+    (p_no_params, {"type": "object", "properties": {}, "additionalProperties": False}),
     (
         p_context_middle,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {"a": {"type": "integer"}, "b": {"type": "string", "default": "x"}},
             "required": ["a"],
         },
     ),
     (
         p_context_optional,
-        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a"],
+            "additionalProperties": False,
+        },
     ),
     (
         p_field_description,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "city": {"type": "string", "description": "From Field."},
                 "days": {"type": "integer", "description": "Also from Field.", "default": 1},
@@ -423,15 +435,24 @@ SCHEMA_TABLE: list[tuple[Any, dict[str, Any]]] = [
         p_positional_only,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
             "required": ["a", "b"],
         },
     ),
-    (p_untyped_default, {"type": "object", "properties": {"limit": {"type": "integer", "default": 5}}}),
+    (
+        p_untyped_default,
+        {
+            "type": "object",
+            "properties": {"limit": {"type": "integer", "default": 5}},
+            "additionalProperties": False,
+        },
+    ),
     (
         p_awkward_names,
         {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "title": {"type": "string"},
                 "model_config": {"type": "integer"},
@@ -525,6 +546,7 @@ DOC_SCHEMA = {
         "limit": {"type": "integer", "description": "Maximum number of results.", "default": 10},
     },
     "required": ["query"],
+    "additionalProperties": False,
 }
 
 
@@ -650,6 +672,7 @@ def test_method_schema_excludes_self() -> None:
         "type": "object",
         "properties": {"x": {"type": "integer", "description": "Amount."}},
         "required": ["x"],
+        "additionalProperties": False,
     }
     assert svc.add(5) == 15
     assert Service.add(svc, 1) == 11
@@ -670,7 +693,12 @@ def test_context_annotation_under_type_checking_only() -> None:
         namespace,
     )
     t = tool(namespace["f"])
-    assert t.input_schema == {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    assert t.input_schema == {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
     assert t.wants_context
 
 
@@ -827,7 +855,7 @@ def _unresolvable(x: DoesNotExist) -> None:  # type: ignore[name-defined]  # noq
             ["p_int", "'has spaces'", "^[a-zA-Z0-9_-]{1,64}$", "@tool(name=...)"],
         ),
         (p_int, {"name": "x" * 65}, ["p_int", "at most 64"]),
-        (p_int, {"timeout": 0}, ["p_int", "timeout must be a positive number"]),
+        (p_int, {"timeout": 0}, ["p_int", "timeout=", "a positive number of seconds"]),
         (lambda x: x, {}, ["<lambda>", "@tool(name=...)"]),
     ],
     ids=[
@@ -949,3 +977,92 @@ def test_random_signatures(sig: tuple[list[str], list[int], list[bool]], data: s
     assert result.content.startswith(prefix)
     parts = result.content[len(prefix) :].split("; ")
     assert any(p.startswith((f"{victim}:", f"{victim}.", f"{victim}[")) for p in parts), result.content
+
+
+# --- what the model is told: no inherited docstrings, no unknown keys ----------------------------
+
+
+class _OutputNoDoc(BaseModel):
+    city: str
+
+
+class _OutputDoc(BaseModel):
+    """The city and its weather."""
+
+    city: str
+
+
+class _OutputInherits(_OutputDoc):
+    pass
+
+
+@dataclasses.dataclass
+class _OutputDataclass:
+    city: str
+
+
+_NEUTRAL = "Give the final answer with this tool, once, when you are done."
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("output_type", "description"),
+    [
+        (_OutputNoDoc, _NEUTRAL),
+        (_OutputDoc, f"{_NEUTRAL} The answer: The city and its weather."),
+        (_OutputInherits, _NEUTRAL),
+        (_OutputDataclass, _NEUTRAL),
+    ],
+    ids=["no-docstring", "own-docstring", "inherited-docstring", "dataclass"],
+)
+async def test_the_output_tool_describes_only_a_docstring_the_user_wrote(
+    output_type: type[Any], description: str
+) -> None:
+    """Without a docstring of its own, a model used to send pydantic's 2,359-character ``BaseModel``
+    docstring as the output tool's description on every request."""
+    from agentkit import Agent, Client
+    from agentkit.testing import LocalServer, Script, reply
+
+    with LocalServer(policy=Script([reply.tool_use("final_result", {"city": "Oslo"})])) as server:
+        async with Client(api_key="sk-test", base_url=server.base_url) as client:
+            result = await Agent(client, model="claude-sonnet-4-6", output_type=output_type).run("Oslo?")
+    assert result.output.city == "Oslo"
+    sent = server.requests[0].json["tools"][-1]
+    assert sent["name"] == "final_result"
+    assert sent["description"] == description
+
+
+@pytest.mark.anyio
+async def test_a_misspelled_argument_from_the_model_is_answered_with_an_error_naming_it() -> None:
+    from agentkit import Agent, Client
+    from agentkit.testing import LocalServer, Script, reply
+
+    ran: list[int] = []
+
+    @tool
+    def forecast(city: str, days: int = 1) -> str:
+        """Forecast.
+
+        Args:
+            city: City name.
+            days: Days to forecast.
+        """
+        ran.append(days)
+        return f"{city}: {days} days"
+
+    script = Script(
+        [
+            reply.tool_use("forecast", {"city": "Oslo", "dayz": 5}),
+            reply.tool_use("forecast", {"city": "Oslo", "days": 5}),
+            reply.text("Five days of sun."),
+        ]
+    )
+    with LocalServer(policy=script) as server:
+        async with Client(api_key="sk-test", base_url=server.base_url) as client:
+            result = await Agent(client, model="claude-sonnet-4-6", tools=[forecast]).run("Oslo, 5 days?")
+    assert result.text == "Five days of sun."
+    assert ran == [5]  # never run with the default
+    assert server.requests[0].json["tools"][0]["input_schema"]["additionalProperties"] is False
+    answer = server.requests[1].json["messages"][-1]["content"][0]
+    assert answer["type"] == "tool_result" and answer["is_error"] is True
+    assert "dayz" in str(answer["content"]) and "unknown parameter" in str(answer["content"])
