@@ -92,6 +92,7 @@ def runs(chat_save: Path) -> Iterator[dict[str, Command]]:
         "structured": Command(str(EXAMPLES / "structured_output.py")),
         "service": Command(str(EXAMPLES / "service.py"), "--self-test", "20"),
         "providers": Command(str(EXAMPLES / "providers.py")),
+        "approval": Command(str(EXAMPLES / "approval.py")),
         "cli_run": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather"),
         "cli_json": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather", "--json"),
         "cli_show": Command("-m", "agentkit", "tools", "show", "tools.weather"),
@@ -183,6 +184,16 @@ def test_providers_runs_the_same_agent_on_three_flavours(runs: dict[str, Command
     assert "auth: x-api-key" in rows["poyo"] and "envelope unwrapped" in rows["poyo"]
     assert "auth: Authorization: Bearer" in rows["toapis"] and "plain JSON" in rows["toapis"]
     assert done.stdout.count("In Tokyo it is") == 3
+
+
+def test_approval_pauses_in_one_process_and_finishes_in_another(runs: dict[str, Command]) -> None:
+    done = ok(runs["approval"].done())
+    lines = done.stdout.splitlines()
+    assert any(line.startswith('waiting for approval: send_payment({"recipient": "Alice"') for line in lines)
+    assert any(line.startswith("approved: send_payment(") for line in lines)
+    assert any(line.startswith("answer: ") and "sent 40.00 EUR to Alice" in line for line in lines)
+    assert "nothing to decide: the run in" in done.stdout  # the decided run is not decided twice
+    assert lines[-1].startswith("the run is completed after 2 model requests")
 
 
 def test_readme_lists_every_example() -> None:

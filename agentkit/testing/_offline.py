@@ -419,6 +419,9 @@ def _fill_from_prompt(schema: Mapping[str, Any], prompt: str) -> tuple[list[dict
             elif "path" in lname or "file" in lname:
                 match = re.search(r"[\w./-]+\.\w{1,5}\b", prompt)
                 value = match.group(0) if match else None
+            elif param in required:  # any other required text: what the prompt puts in quotes
+                match = _QUOTED_RE.search(prompt)
+                value = match.group(1) if match else None
         elif kind in ("integer", "number") and numbers and param in required:
             raw = numbers.pop(0)
             value = int(float(raw)) if kind == "integer" else float(raw)
