@@ -435,7 +435,7 @@ class Client:
                 data = loads(response.content)
             except ValueError as exc:
                 raise ProtocolError(
-                    f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
+                    f"invalid JSON in the answer from {url} (HTTP {response.status_code}): {exc}",
                     request_id=_request_id(response),
                 ) from exc
             return response, _unwrap_envelope(data, response)
@@ -564,7 +564,8 @@ class MessageStream:
                 data = loads(raw)
             except ValueError as exc:
                 raise ProtocolError(
-                    f"expected an event stream from {url}, got invalid JSON", request_id=_request_id(response)
+                    f"expected an event stream from {url}, got invalid JSON: {exc}",
+                    request_id=_request_id(response),
                 ) from exc
             message = _parse_message(_unwrap_envelope(data, response), response)
             self._response = response

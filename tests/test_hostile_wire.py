@@ -32,6 +32,7 @@ from agentkit import (
 )
 from agentkit._sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, MessageAccumulator, SSEDecoder, typed_event
 from agentkit.testing import FunctionPolicy, LocalServer, Script, reply
+from agentkit.types import to_wire
 
 from .conftest import FIXTURES
 
@@ -259,6 +260,40 @@ def test_tool_input_nested_too_deep_is_an_invalid_input_not_a_crash() -> None:
         )
     )
     assert [bad.id for bad in message.invalid_tool_inputs] == ["toolu_1"]
+
+
+def tool_use_answer(tool_input: str) -> bytes:
+    return (
+        '{"id":"msg_1","type":"message","role":"assistant","model":"m","stop_reason":"tool_use",'
+        '"content":[{"type":"tool_use","id":"toolu_1","name":"f","input":' + tool_input + "}]}"
+    ).encode()
+
+
+@pytest.mark.anyio
+async def test_an_answer_nested_too_deep_to_resend_is_a_protocol_error() -> None:
+    """300 levels parse, but pydantic cannot serialise past ~250: the next request would break."""
+    deep = '{"a":' * 300 + "1" + "}" * 300
+    with LocalServer(FunctionPolicy(lambda r: reply.raw(200, tool_use_answer(deep))), api_key=KEY) as server:
+        async with Client(api_key=KEY, base_url=server.base_url, max_retries=0) as client:
+            with pytest.raises(ProtocolError, match="nested deeper than 128"):
+                await client.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+
+
+@pytest.mark.anyio
+async def test_an_answer_nested_within_the_cap_goes_back_on_the_wire() -> None:
+    nested = '{"a":' * 120 + "1" + "}" * 120
+    with LocalServer(
+        FunctionPolicy(lambda r: reply.raw(200, tool_use_answer(nested))), api_key=KEY
+    ) as server:
+        async with Client(api_key=KEY, base_url=server.base_url, max_retries=0) as client:
+            message = await client.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+    assert json.loads(json.dumps(to_wire(message.to_param())))["content"][0]["input"] == json.loads(nested)
+
+
+def test_a_block_nested_too_deep_in_a_stream_is_a_protocol_error() -> None:
+    block = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": json.loads("[" * 200 + "]" * 200)}
+    with pytest.raises(ProtocolError, match="nested deeper"):
+        fold(sse(START, {"type": "content_block_start", "index": 0, "content_block": block}))
 
 
 @pytest.mark.parametrize(
