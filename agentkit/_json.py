@@ -22,7 +22,9 @@ def loads(data: str | bytes) -> Any:
         value = json.loads(data)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply to parse") from exc
-    # The depth is at most the number of brackets: only a body with many of them needs the walk.
+    # Depth d needs 2d characters and d opening brackets: only a body with many of them needs the walk.
+    if len(data) <= 2 * MAX_JSON_DEPTH:
+        return value
     if isinstance(data, str):
         brackets = data.count("{") + data.count("[")
     else:

@@ -106,8 +106,13 @@ class SSEDecoder:
         if lines and self._partial:
             lines[0] = b"".join(self._partial) + lines[0]
             self._partial, self._partial_size = [], 0
+            if len(lines[0]) > self._max_line:
+                self._check(lines[0])
         if not complete:
             self._hold(last)
+        if len(chunk) > self._max_line:  # only then can a line of this chunk be too long
+            for raw in lines:
+                self._check(raw)
         for raw in lines:
             event = self._line(raw)
             if event is not None:
@@ -125,6 +130,10 @@ class SSEDecoder:
             self._too_long()
         self._partial.append(piece)
 
+    def _check(self, raw: bytes) -> None:
+        if len(raw.rstrip(b"\r\n")) > self._max_line:
+            self._too_long()
+
     def _too_long(self) -> NoReturn:
         raise ProtocolError(
             f"an SSE line is longer than {self._max_line} bytes (agentkit._sse.MAX_LINE_BYTES); "
@@ -134,10 +143,7 @@ class SSEDecoder:
         )
 
     def _line(self, raw: bytes) -> tuple[str, str] | None:
-        body = raw.rstrip(b"\r\n")
-        if len(body) > self._max_line:
-            self._too_long()
-        line = body.decode("utf-8", errors="replace")
+        line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
         if not line:
             if not self._data:
                 self._event = None
@@ -151,8 +157,8 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data_size += len(value) + 1
-            if self._data_size > self._max_event:
+            size = self._data_size = self._data_size + len(value) + 1 if self._data else len(value)
+            if size > self._max_event:
                 raise ProtocolError(
                     f"an SSE event's data is larger than {self._max_event} bytes "
                     "(agentkit._sse.MAX_EVENT_BYTES)",
@@ -349,9 +355,14 @@ class MessageAccumulator:
 
     def _delta(self, payload: dict[str, Any]) -> None:
         kind = "content_block_delta"
-        self._require_start(kind)
-        index = self._known_index(payload, kind)
-        delta = self._object(payload, "delta", kind)
+        index = payload.get("index")
+        # The hot path (a valid delta) is checked inline; anything else gets the named error below.
+        if type(index) is not int or not 0 <= index < len(self._blocks):
+            self._require_start(kind)
+            index = self._known_index(payload, kind)
+        delta = payload.get("delta")
+        if type(delta) is not dict:
+            delta = self._object(payload, "delta", kind)
         dkind = delta.get("type")
         field = _DELTA_FIELDS.get(dkind) if isinstance(dkind, str) else None
         if field is not None:
