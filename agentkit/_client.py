@@ -344,7 +344,9 @@ class Client:
             thinking=thinking,
             extra_body=extra_body,
         )
-        response, data = await self._post_json("/v1/messages/count_tokens", body, None, None)
+        response, data = await self._post_json(
+            "/v1/messages/count_tokens", body, None, None, self.total_timeout
+        )
         data = _unwrap_envelope(data, response)
         if not isinstance(data, dict) or not isinstance(data.get("input_tokens"), int):
             raise ProtocolError(

@@ -8,7 +8,6 @@ ever. A :class:`_Deadline` bounds the whole attempt; on expiry the step in progr
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -63,21 +62,49 @@ class _Deadline:
             f"{what} did not finish within total_timeout={self.seconds:g}s", request_id=request_id
         )
 
-    async def chunks(self, response: httpx2.Response, request_id: str | None) -> AsyncIterator[bytes]:
+    def chunks(self, response: httpx2.Response, request_id: str | None) -> AsyncIterator[bytes]:
         """``response.aiter_raw()``, each read under the deadline (the consumer's time counts too)."""
         if response.is_stream_consumed:  # the transport buffered a body that came whole with the head
-            with contextlib.suppress(httpx2.ResponseNotRead):
-                yield response.content
-            return
+            try:
+                return _Once(response.content)
+            except httpx2.ResponseNotRead:
+                return _Once(b"")
         raw = response.aiter_raw()
-        if self.seconds is None:
-            async for chunk in raw:
-                yield chunk
-            return
-        while True:
-            with self.guard("the stream", request_id):
-                try:
-                    chunk = await anext(raw)
-                except StopAsyncIteration:
-                    return
-            yield chunk
+        return raw if self.seconds is None else _Guarded(raw, self, request_id)
+
+
+class _Guarded:
+    """An async iterator of chunks whose every read runs under a deadline (a class, not an async
+    generator: nothing is left for the garbage collector to finalise when a stream is abandoned)."""
+
+    __slots__ = ("_deadline", "_raw", "_request_id")
+
+    def __init__(self, raw: AsyncIterator[bytes], deadline: _Deadline, request_id: str | None) -> None:
+        self._raw = raw
+        self._deadline = deadline
+        self._request_id = request_id
+
+    def __aiter__(self) -> _Guarded:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with self._deadline.guard("the stream", self._request_id):
+            return await anext(self._raw)
+
+
+class _Once:
+    """One chunk, as an async iterator."""
+
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk

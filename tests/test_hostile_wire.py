@@ -604,3 +604,21 @@ async def test_mutated_answers_through_the_client_raise_only_agentkit_errors(
             await client.create(model=MODEL, max_tokens=16, messages=MESSAGES)
     except AgentKitError:
         pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_the_client_works_again_after_a_total_timeout(stream: bool) -> None:
+    """The cancelled connection is dropped, not handed back to the pool half-read."""
+    script = Script([reply.ping_forever(interval=0.01, limit=20), reply.text("next")])
+    with LocalServer(script, api_key=KEY) as server:
+        async with Client(api_key=KEY, base_url=server.base_url, max_retries=0, total_timeout=0.2) as client:
+            with pytest.raises(APITimeoutError):
+                if stream:
+                    async with client.stream(model=MODEL, max_tokens=16, messages=MESSAGES) as s:
+                        await s.final_message()
+                else:
+                    await client.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+            message = await client.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+    assert message.text == "next"
+    assert len(server.requests) == 2
