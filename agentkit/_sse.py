@@ -332,7 +332,9 @@ class MessageAccumulator:
 
     def _require_start(self, kind: str) -> dict[str, Any]:
         if self._snapshot is None:
-            raise ProtocolError(f"{kind} before message_start", request_id=self._request_id)
+            raise ProtocolError(
+                f"{kind} before message_start", request_id=self._request_id, error_type="malformed_event"
+            )
         return self._snapshot
 
     def _index(self, payload: dict[str, Any], kind: str) -> int:

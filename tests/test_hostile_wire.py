@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import agentkit._client
 from agentkit import (
+    Agent,
     AgentKitError,
     APITimeoutError,
     Client,
@@ -29,6 +30,7 @@ from agentkit import (
     InternalServerError,
     ProtocolError,
     RateLimitError,
+    tool,
 )
 from agentkit._sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, MessageAccumulator, SSEDecoder, typed_event
 from agentkit.testing import FunctionPolicy, LocalServer, Script, reply
@@ -308,6 +310,41 @@ async def test_impossible_usage_in_a_json_answer_is_a_protocol_error(usage: dict
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_negative_usage_fails_the_run_instead_of_switching_its_token_budget_off(stream: bool) -> None:
+    """Summed, -10**9 input tokens would keep ``total_tokens`` under any budget for ever."""
+
+    @tool
+    def ping() -> str:
+        """Answers pong."""
+        return "pong"
+
+    script = Script(
+        [reply.message([reply.tool_use_block("ping")], "tool_use", usage={"input_tokens": -(10**9)})]
+    )
+    with LocalServer(script, api_key=KEY) as server:
+        async with Client(api_key=KEY, base_url=server.base_url, max_retries=0) as client:
+            agent = Agent(client, model=MODEL, tools=[ping], token_budget=1000, stream=stream)
+            with pytest.raises(ProtocolError, match="input_tokens"):
+                await agent.run("go")
+    assert len(server.requests) == 1
+
+
+def test_a_streamed_message_past_its_size_cap_is_a_protocol_error() -> None:
+    accumulator = MessageAccumulator(max_message_bytes=4096)
+    accumulator.feed_sse("message_start", json.dumps(START))
+    accumulator.feed_sse("content_block_start", json.dumps(TEXT_START))
+    delta = json.dumps(TEXT_DELTA)
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(4096 // len(delta) + 2):
+            accumulator.feed_sse("content_block_delta", delta)
+    assert info.value.error_type == "message_too_large"
+    pinged = MessageAccumulator(max_message_bytes=4096)
+    for _ in range(1000):  # pings carry nothing: they do not count
+        pinged.feed_sse("ping", '{"type": "ping"}')
+
+
+@pytest.mark.anyio
 async def test_json_nested_too_deep_in_a_body_is_a_protocol_error() -> None:
     with LocalServer(Script([reply.raw(200, DEEP.encode())]), api_key=KEY) as server:
         async with Client(api_key=KEY, base_url=server.base_url, max_retries=0) as client:
@@ -431,7 +468,13 @@ async def test_an_endless_ping_stream_ends_at_the_total_timeout_and_is_not_resen
     assert ticks  # the loop kept running while the client waited
 
 
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agentkit._client, "_INITIAL_BACKOFF", 0.002)
+
+
 @pytest.mark.anyio
+@pytest.mark.usefixtures("fast_backoff")
 async def test_a_trickled_json_body_ends_at_the_total_timeout_and_is_retried() -> None:
     policy = FunctionPolicy(lambda r: reply.trickle(reply.text("a slow answer " * 20), interval=0.02))
     with LocalServer(policy, api_key=KEY) as server:
@@ -451,6 +494,7 @@ async def test_an_endless_json_body_ends_at_the_total_timeout() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("fast_backoff")
 async def test_a_stream_whose_head_never_comes_is_retried_after_the_total_timeout() -> None:
     script = Script([reply.delay(20, reply.text("late")), reply.text("on time")])
     with LocalServer(script, api_key=KEY) as server:
