@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
-import random
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -17,6 +14,7 @@ import anyio
 import httpx2
 
 from . import _validate
+from ._deadline import _Deadline, check_total_timeout
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -25,8 +23,10 @@ from ._exceptions import (
     ProtocolError,
     _make_status_error,
 )
+from ._json import loads
 from ._logging import _register_secret, get_logger
-from ._sse import MessageAccumulator, SSEDecoder
+from ._retry import classify, parse_retry_after, retry_delay
+from ._sse import MessageAccumulator, SSEDecoder, typed_event
 from ._transport import _Transport
 from .types import (
     InvalidToolInput,
@@ -34,7 +34,6 @@ from .types import (
     MessageParam,
     StreamEvent,
     _message_params_adapter,
-    _stream_event_adapter,
     to_wire,
 )
 
@@ -55,7 +54,6 @@ _MAX_BACKOFF = 8.0
 _PROVIDER_AUTH: dict[str, AuthStyle] = {"anthropic": "x-api-key", "poyo": "x-api-key", "toapis": "bearer"}
 _PROVIDER_BASE_URL: dict[str, str | None] = {"anthropic": DEFAULT_BASE_URL, "poyo": None, "toapis": None}
 
-_RETRY_STATUS = frozenset({408, 409, 429})
 _T = TypeVar("_T")
 
 
@@ -88,7 +86,12 @@ class Client:
         auth: override the auth header style: ``"x-api-key"`` or ``"bearer"``.
         anthropic_version: the ``anthropic-version`` header (default ``2023-06-01``).
         default_headers: extra headers sent with every request (e.g. ``anthropic-beta``).
-        timeout: seconds or an ``httpx2.Timeout`` (default 600 s, connect 5 s).
+        timeout: seconds or an ``httpx2.Timeout`` (default 600 s, connect 5 s): a bound on each network
+            step (connect, each read, each write), so a server that keeps sending keeps it from firing.
+        total_timeout: seconds for one whole attempt, from sending to the last byte of the body or
+            stream (default ``None``: no total bound). On expiry: ``APITimeoutError``, retried like a
+            timeout if it expired before the response (or stream) began, never once a stream is open.
+            Per call, ``total_timeout=`` overrides it.
         max_retries: retries after the first attempt for retryable failures (default 2).
         http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
         transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
@@ -106,6 +109,7 @@ class Client:
         anthropic_version: str = DEFAULT_VERSION,
         default_headers: Mapping[str, str] | None = None,
         timeout: float | httpx2.Timeout | None = None,
+        total_timeout: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -131,6 +135,7 @@ class Client:
         self.anthropic_version = anthropic_version
         self.max_retries = max_retries
         self.timeout = _as_timeout(timeout)
+        self.total_timeout = check_total_timeout(total_timeout)
         self._headers = self._build_headers(default_headers)
         self._own_http = http_client is None
         self._transport = transport
@@ -219,6 +224,7 @@ class Client:
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx2.Timeout | None = None,
+        total_timeout: float | None = None,
     ) -> Message:
         """Send one request and return the assistant's :class:`Message` (envelopes unwrapped).
 
@@ -239,7 +245,9 @@ class Client:
             metadata=metadata,
             extra_body=extra_body,
         )
-        return await self.create_raw(body, extra_headers=extra_headers, timeout=timeout)
+        return await self.create_raw(
+            body, extra_headers=extra_headers, timeout=timeout, total_timeout=total_timeout
+        )
 
     async def create_raw(
         self,
@@ -247,9 +255,12 @@ class Client:
         *,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx2.Timeout | None = None,
+        total_timeout: float | None = None,
     ) -> Message:
         """Send an already-serialised request body (JSON-ready dict) and return the Message."""
-        response, data = await self._post_json("/v1/messages", body, extra_headers, timeout)
+        response, data = await self._post_json(
+            "/v1/messages", body, extra_headers, timeout, self._total(total_timeout)
+        )
         return _parse_message(data, response)
 
     def stream(
@@ -270,6 +281,7 @@ class Client:
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx2.Timeout | None = None,
+        total_timeout: float | None = None,
     ) -> MessageStream:
         """Open a streaming request. Use as ``async with client.stream(...) as s: async for ev in s``;
         then ``s.message`` (or ``await s.final_message()``) is the accumulated :class:`Message`."""
@@ -288,7 +300,9 @@ class Client:
             metadata=metadata,
             extra_body=extra_body,
         )
-        return self.stream_raw(body, extra_headers=extra_headers, timeout=timeout)
+        return self.stream_raw(
+            body, extra_headers=extra_headers, timeout=timeout, total_timeout=total_timeout
+        )
 
     def stream_raw(
         self,
@@ -296,9 +310,12 @@ class Client:
         *,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx2.Timeout | None = None,
+        total_timeout: float | None = None,
     ) -> MessageStream:
         """Stream an already-serialised request body (``"stream": true`` is added)."""
-        return MessageStream(self, {**body, "stream": True}, extra_headers, timeout)
+        return MessageStream(
+            self, {**body, "stream": True}, extra_headers, timeout, total_timeout=self._total(total_timeout)
+        )
 
     async def count_tokens(
         self,
@@ -322,7 +339,9 @@ class Client:
             thinking=thinking,
             extra_body=extra_body,
         )
-        response, data = await self._post_json("/v1/messages/count_tokens", body, None, None)
+        response, data = await self._post_json(
+            "/v1/messages/count_tokens", body, None, None, self.total_timeout
+        )
         data = _unwrap_envelope(data, response)
         if not isinstance(data, dict) or not isinstance(data.get("input_tokens"), int):
             raise ProtocolError(
@@ -376,6 +395,12 @@ class Client:
             headers[name.lower()] = value
         return headers
 
+    def _total(self, total_timeout: float | None) -> float | None:
+        """A call's ``total_timeout=`` (checked), else the client's."""
+        if total_timeout is None:
+            return self.total_timeout
+        return check_total_timeout(total_timeout)
+
     def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = dict(self._headers)
         if attempt:
@@ -390,22 +415,24 @@ class Client:
         body: Mapping[str, Any],
         extra_headers: Mapping[str, str] | None,
         timeout: float | httpx2.Timeout | None,
+        total_timeout: float | None = None,
     ) -> tuple[httpx2.Response, Any]:
         content = _encode(body)
         url = self.base_url + path
 
         async def attempt(number: int) -> tuple[httpx2.Response, Any]:
-            async with _transport_errors(url):
-                response = await self._send(
-                    path, content, self._headers_for(number, extra_headers), timeout, stream=False
-                )
+            with _Deadline(total_timeout).guard(f"the request to {url}"):
+                async with _transport_errors(url):
+                    response = await self._send(
+                        path, content, self._headers_for(number, extra_headers), timeout, stream=False
+                    )
             if response.status_code >= 400:
                 raise _status_error(response, response.content)
             try:
-                data = response.json()
+                data = loads(response.content)
             except ValueError as exc:
                 raise ProtocolError(
-                    f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
+                    f"invalid JSON in the answer from {url} (HTTP {response.status_code}): {exc}",
                     request_id=_request_id(response),
                 ) from exc
             return response, _unwrap_envelope(data, response)
@@ -435,11 +462,7 @@ class Client:
 
     def _retry_delay(self, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before retrying ``error``, or None when it must not be retried."""
-        if attempt >= self.max_retries or not _should_retry(error):
-            return None
-        if isinstance(error, APIStatusError) and error.retry_after is not None and error.retry_after > 0:
-            return error.retry_after
-        return min(_INITIAL_BACKOFF * 2.0**attempt, _MAX_BACKOFF) * (1 - 0.25 * random.random())
+        return retry_delay(error, attempt, self.max_retries, initial=_INITIAL_BACKOFF, maximum=_MAX_BACKOFF)
 
 
 class MessageStream:
@@ -455,11 +478,15 @@ class MessageStream:
         body: dict[str, Any],
         extra_headers: Mapping[str, str] | None,
         timeout: float | httpx2.Timeout | None,
+        *,
+        total_timeout: float | None = None,
     ) -> None:
         self._client = client
         self._body = body
         self._extra_headers = extra_headers
         self._timeout = timeout
+        self._total_timeout = total_timeout
+        self._deadline = _Deadline(None)
         self._response: httpx2.Response | None = None
         self._accumulator: MessageAccumulator | None = None
         self._message: Message | None = None
@@ -506,15 +533,20 @@ class MessageStream:
         async def attempt(number: int) -> None:
             headers = client._headers_for(number, self._extra_headers)
             headers["accept"] = "text/event-stream"
-            async with _transport_errors(url):
-                response = await client._send("/v1/messages", content, headers, self._timeout, stream=True)
+            self._deadline = deadline = _Deadline(self._total_timeout)
+            with deadline.guard(f"the request to {url}"):
+                async with _transport_errors(url):
+                    response = await client._send(
+                        "/v1/messages", content, headers, self._timeout, stream=True
+                    )
             if response.status_code < 400 and _is_event_stream(response):
                 self._response = response
                 self._accumulator = MessageAccumulator(_request_id(response))
                 return
             try:
-                async with _transport_errors(url):
-                    raw = await response.aread()
+                with deadline.guard(f"the request to {url}", _request_id(response)):
+                    async with _transport_errors(url):
+                        raw = await response.aread()
             finally:
                 await response.aclose()
             if response.status_code >= 400:
@@ -526,10 +558,11 @@ class MessageStream:
                     request_id=_request_id(response),
                 )
             try:
-                data = json.loads(raw)
+                data = loads(raw)
             except ValueError as exc:
                 raise ProtocolError(
-                    f"expected an event stream from {url}, got invalid JSON", request_id=_request_id(response)
+                    f"expected an event stream from {url}, got invalid JSON: {exc}",
+                    request_id=_request_id(response),
                 ) from exc
             message = _parse_message(_unwrap_envelope(data, response), response)
             self._response = response
@@ -543,7 +576,7 @@ class MessageStream:
 
     async def _typed_events(self) -> AsyncIterator[StreamEvent]:
         async for payload in self.raw_events():
-            yield _stream_event_adapter.validate_python(payload)
+            yield typed_event(payload, self.request_id)
 
     async def raw_events(self) -> AsyncIterator[dict[str, Any]]:
         """The events as JSON dicts (cheaper than typed events); the Message accumulates either way."""
@@ -558,9 +591,9 @@ class MessageStream:
         accumulator = self._accumulator
         assert response is not None
         assert accumulator is not None
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(request_id=self.request_id)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in self._deadline.chunks(response, self.request_id):
                 for event, data in decoder.feed(chunk):
                     payload = accumulator.feed_sse(event, data)
                     if payload is not None:
@@ -709,29 +742,9 @@ def _is_event_stream(response: httpx2.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    headers = response.headers
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(float(parsed.timestamp()) - time.time(), 0.0)
-
-
 def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
     try:
-        body: Any = json.loads(raw) if raw else None
+        body: Any = loads(raw) if raw else None
     except ValueError:
         body = raw[:500].decode("utf-8", "replace")
     if isinstance(body, dict) and "error" not in body:  # an envelope-style error ({"code", "message"/"msg"})
@@ -742,24 +755,10 @@ def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
         status=response.status_code,
         body=body,
         request_id=_request_id(response),
-        retry_after=_retry_after(response),
+        retry_after=parse_retry_after(response.headers),
     )
-    should = response.headers.get("x-should-retry")
-    if should in ("true", "false"):
-        error.retryable = should == "true"
-    elif error.error_code == "enforced_spend_limit_reached":
-        error.retryable = False
-    elif response.status_code in _RETRY_STATUS or response.status_code >= 500:
-        error.retryable = True
+    classify(error, response.status_code, response.headers)
     return error
-
-
-def _should_retry(error: Exception) -> bool:
-    if isinstance(error, APIConnectionError):
-        return True
-    if isinstance(error, APIStatusError):
-        return error.retryable
-    return False
 
 
 def _unwrap_envelope(data: Any, response: httpx2.Response) -> Any:

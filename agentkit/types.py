@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    TypeAdapter,
+    field_validator,
+)
 
 __all__ = [
     "Base64ImageSource",
@@ -223,13 +232,21 @@ class MessageParam(_Wire):
     content: str | list[ContentBlock]
 
 
-class Usage(_Wire):
-    """Token counts of one response (or, summed with ``+``, of a whole run)."""
+#: The most tokens one response may report in any usage field (100 million: a hundred times the largest
+#: context window). A response over it, or with a negative count, is a :class:`~agentkit.ProtocolError`:
+#: counts that cannot be true would silently defeat a run's ``token_budget``.
+MAX_RESPONSE_TOKENS = 100_000_000
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+_Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+class Usage(_Wire):
+    """Token counts of one response (or, summed with ``+``, of a whole run). Counts are never negative."""
+
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cache_creation_input_tokens: _Count | None = None
+    cache_read_input_tokens: _Count | None = None
     cache_creation: dict[str, Any] | None = None
     server_tool_use: dict[str, Any] | None = None
     service_tier: str | None = None
@@ -260,6 +277,9 @@ class Usage(_Wire):
         )
 
 
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 class InvalidToolInput(BaseModel):
     """A ``tool_use`` whose streamed input was not valid JSON or never finished (no
     ``content_block_stop``); usually cut by ``max_tokens``.
@@ -287,6 +307,17 @@ class Message(_Wire):
 
     _invalid_tool_inputs: list[InvalidToolInput] = PrivateAttr(default_factory=list)
     _request_id: str | None = PrivateAttr(default=None)
+
+    @field_validator("usage")
+    @classmethod
+    def _plausible_usage(cls, usage: Usage) -> Usage:
+        for name in _TOKEN_FIELDS:
+            value = getattr(usage, name)
+            if value is not None and value > MAX_RESPONSE_TOKENS:
+                raise ValueError(
+                    f"usage.{name} is {value}, more than one response can use ({MAX_RESPONSE_TOKENS})"
+                )
+        return usage
 
     @property
     def request_id(self) -> str | None:

@@ -205,3 +205,16 @@ def test_partial_text_and_json_are_visible_while_streaming(path: Path) -> None:
     assert isinstance(message.content[0], TextBlock)
     tool_use = message.tool_uses[0]
     assert accumulator.partial_json(1) and tool_use.input
+
+
+def _line_ends(data: bytes, end: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", end)
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_fixture_with_other_line_ends_fed_byte_by_byte(path: Path, end: bytes) -> None:
+    """A "\\r" ending one chunk may be half of a "\\r\\n" ending in the next: one line end, not two."""
+    data = _line_ends(path.read_bytes(), end)
+    assert accumulate([data[i : i + 1] for i in range(len(data))]) == expected_for(path)
+    assert accumulate([data]) == expected_for(path)

@@ -26,6 +26,7 @@ __all__ = [
     "FunctionPolicy",
     "MalformedReply",
     "MessageReply",
+    "PingForeverReply",
     "Policy",
     "RawReply",
     "Reply",
@@ -34,6 +35,7 @@ __all__ = [
     "ResetReply",
     "Script",
     "ScriptExhausted",
+    "TrickleReply",
     "WeatherWorkload",
     "reply",
 ]
@@ -213,6 +215,29 @@ class RawReply(Reply):
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrickleReply(Reply):
+    """Send ``inner`` (its JSON body, or its SSE events) ``chunk_size`` bytes at a time, ``interval``
+    seconds apart: every read gets bytes, so per-read timeouts never fire, but the body takes long."""
+
+    inner: MessageReply
+    chunk_size: int = 1
+    interval: float = 0.05
+
+
+@dataclass
+class PingForeverReply(Reply):
+    """A response that never ends. Streaming: the first ``after_events`` events of ``inner``, then a
+    ``ping`` event every ``interval`` seconds; not streaming: a chunked JSON body that is only
+    whitespace, one space every ``interval``. The server gives up after ``limit`` seconds (a safety net
+    for a test that forgot the client)."""
+
+    inner: MessageReply
+    after_events: int = 1
+    interval: float = 0.02
+    limit: float = 60.0
 
 
 @dataclass
@@ -466,6 +491,23 @@ class _ReplyHelpers:
     ) -> RawReply:
         """Exactly this status, content type and body (e.g. a gateway's HTML 502)."""
         return RawReply(status, body, content_type, dict(headers or {}))
+
+    @staticmethod
+    def trickle(inner: ReplyLike | None = None, chunk_size: int = 1, interval: float = 0.05) -> TrickleReply:
+        """``inner`` (default: a short text) sent ``chunk_size`` bytes every ``interval`` seconds."""
+        if chunk_size < 1 or interval < 0:
+            raise ValueError(f"chunk_size must be >= 1 and interval >= 0, got {chunk_size}, {interval}")
+        return TrickleReply(_as_message_reply(inner), chunk_size, interval)
+
+    @staticmethod
+    def ping_forever(
+        after_events: int = 1, interval: float = 0.02, inner: ReplyLike | None = None, limit: float = 60.0
+    ) -> PingForeverReply:
+        """A stream that never ends: ``after_events`` events of ``inner``, then a ``ping`` every
+        ``interval`` seconds (a JSON request gets whitespace for ever instead); closed after ``limit``."""
+        if after_events < 0 or interval <= 0:
+            raise ValueError(f"after_events must be >= 0 and interval > 0, got {after_events}, {interval}")
+        return PingForeverReply(_as_message_reply(inner), after_events, interval, limit)
 
     @staticmethod
     def delay(seconds: float, inner: ReplyLike) -> DelayReply:

@@ -34,6 +34,7 @@ from ._policies import (
     ErrorReply,
     MalformedReply,
     MessageReply,
+    PingForeverReply,
     Policy,
     RawReply,
     Reply,
@@ -41,6 +42,7 @@ from ._policies import (
     Request,
     ResetReply,
     ScriptExhausted,
+    TrickleReply,
 )
 from ._validation import InvalidRequest, validate_count_tokens, validate_create
 from ._wire import complete_message, dumps, error_body, estimate_tokens, message_events, new_id, sse_event
@@ -597,6 +599,8 @@ class LocalServer:
             await self._send_error_event(request, writer, keep_alive, result)
         elif isinstance(result, MalformedReply):
             self._send_malformed(request, writer, keep_alive, result)
+        elif isinstance(result, TrickleReply | PingForeverReply):
+            await self._send_slowly(request, writer, result)
         elif isinstance(result, RawReply):
             self._write_response(
                 writer,
@@ -744,6 +748,40 @@ class LocalServer:
             sse_event("error", {"type": "error", "error": {"type": reply.type, "message": reply.message}})
         )
         await self._stream(request, writer, keep_alive, events, None, reply.inner.event_delay, end=True)
+
+    async def _send_slowly(
+        self, request: Request, writer: asyncio.StreamWriter, reply: TrickleReply | PingForeverReply
+    ) -> None:
+        """A body that keeps coming (trickled, or pings for ever); the connection is closed after it."""
+        request.status = 200
+        loop = asyncio.get_running_loop()
+        if isinstance(reply, TrickleReply):
+            if request.stream:
+                body = b"".join(self._events(request, reply.inner))
+                writer.write(self._head(200, _SSE_TYPE, None, False, None, length=len(body)))
+            else:
+                body = self._message_body(request, reply.inner)
+                writer.write(self._head(200, _JSON_TYPE, None, False, None, length=len(body)))
+            for start in range(0, len(body), reply.chunk_size):
+                await writer.drain()
+                await asyncio.sleep(reply.interval)
+                writer.write(body[start : start + reply.chunk_size])
+        else:
+            stream = request.stream
+            writer.write(self._head(200, _SSE_TYPE if stream else _JSON_TYPE, None, False, None, length=None))
+            if stream:
+                writer.write(
+                    b"".join(_chunk(e) for e in self._events(request, reply.inner)[: reply.after_events])
+                )
+            filler = _chunk(sse_event("ping", {"type": "ping"}) if stream else b" ")
+            end = loop.time() + reply.limit
+            while loop.time() < end:
+                await writer.drain()
+                await asyncio.sleep(reply.interval)
+                writer.write(filler)
+        await writer.drain()
+        writer.close()
+        raise _Closed
 
     def _send_malformed(
         self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: MalformedReply
