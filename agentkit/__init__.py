@@ -54,6 +54,7 @@ from ._exceptions import (
 from ._history import repair_history
 from ._logging import configure_logging, redact_secrets
 from ._tool import Image, Tool, Toolset, tool
+from ._tool_run import ToolOutcome, ToolStatus, tool_thread_limiter
 from .types import Message, MessageParam, Usage
 
 __version__ = "0.1.0"
@@ -108,6 +109,8 @@ __all__ = [
     "ToolInputDelta",
     "ToolInputTruncatedError",
     "ToolLoopError",
+    "ToolOutcome",
+    "ToolStatus",
     "ToolUseStarted",
     "Toolset",
     "TurnFinished",
@@ -117,4 +120,5 @@ __all__ = [
     "redact_secrets",
     "repair_history",
     "tool",
+    "tool_thread_limiter",
 ]

@@ -56,6 +56,7 @@ from ._history import check_messages, check_thinking_history, repair_history
 from ._logging import get_logger
 from ._schema import clean_json_schema, format_validation_error
 from ._tool import Tool, Toolset
+from ._tool_run import ToolOutcome, ToolStatus
 from .types import (
     Message,
     MessageParam,
@@ -865,15 +866,8 @@ class Agent(Generic[DepsT, OutputT]):
             else:
                 result = _error_result(tool_use.id, str(value))
         else:
-            found = self.toolset.get(tool_use.name)
-            if found is not None and found.timeout is None and self.tool_timeout is not None:
-                with anyio.move_on_after(self.tool_timeout) as scope:
-                    result = await found.run(tool_use, ctx)
-                if scope.cancelled_caught:
-                    result = _error_result(tool_use.id, f"tool timed out after {self.tool_timeout:g}s")
-            else:
-                result = await self.toolset.run(tool_use, ctx)
-        result = self._retry_budget(tool_use, result, state, ctx)
+            outcome = await self.toolset.execute(tool_use, ctx, timeout=self.tool_timeout)
+            result = self._retry_budget(tool_use, outcome, state, ctx)
         if self.hooks.after_tool_call is not None:
             replaced = await _maybe_await(self.hooks.after_tool_call(ctx, tool_use, result))
             if isinstance(replaced, ToolResultBlock):
@@ -881,18 +875,14 @@ class Agent(Generic[DepsT, OutputT]):
         return result
 
     def _retry_budget(
-        self, tool_use: ToolUseBlock, result: ToolResultBlock, state: _RunState, ctx: RunContext[Any]
+        self, tool_use: ToolUseBlock, outcome: ToolOutcome, state: _RunState, ctx: RunContext[Any]
     ) -> ToolResultBlock:
         """Count invalid inputs per tool; the last allowed failure says the tool is now disabled."""
-        if self.tool_retries is None or tool_use.name == _OUTPUT_TOOL:
+        result = outcome.result
+        if self.tool_retries is None:
             return result
         content = result.content
-        invalid = (
-            bool(result.is_error)
-            and isinstance(content, str)
-            and content.startswith(f"Invalid input for {tool_use.name}:")
-        )
-        if not invalid:
+        if outcome.status is not ToolStatus.INVALID_INPUT:
             state.invalid_inputs.pop(tool_use.name, None)
             return result
         count = state.invalid_inputs.get(tool_use.name, 0) + 1

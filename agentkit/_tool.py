@@ -13,13 +13,12 @@ import functools
 import inspect
 import json
 import mimetypes
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
 
 import anyio
-import anyio.to_thread
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
@@ -27,9 +26,10 @@ from ._context import RunContext
 from ._exceptions import ToolDefinitionError, ToolError
 from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
+from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
 from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
 
-__all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "Toolset", "tool"]
+__all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "ToolOutcome", "ToolStatus", "Toolset", "tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -279,70 +279,101 @@ class Tool(Generic[P, R]):
     # -- running ---------------------------------------------------------------------------------
 
     async def run(
-        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ToolResultBlock:
         """Validate the call's input, run the function and return its ``tool_result`` block.
 
         Invalid input, a :class:`ToolError`, any other exception, an unserialisable return value and a
         timeout all become ``is_error`` results (exception tracebacks go to the ``tool.error`` log, not
-        to the model). Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+        to the model). Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate. ``timeout``
+        applies when the tool has none of its own. :meth:`execute` also says how the call ended.
+        """
+        return (await self.execute(tool_use, ctx, timeout=timeout)).result
+
+    async def execute(
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ToolOutcome:
+        """:meth:`run`, returning the result with its :class:`ToolStatus` (ok, invalid input, error,
+        timed out).
+
+        The timeout (the tool's own, else ``timeout``) covers the whole call: waiting for a worker
+        thread, the function, and collecting an iterator it returns. A sync function still running at
+        the timeout is abandoned (its thread keeps its :func:`tool_thread_limiter` token until it ends).
         """
         tool_use_id, _, raw_input = _unpack(tool_use)
         if self._receiver == "self" and self._bound is _UNBOUND:
             raise TypeError(
                 f"{self.name}: a method tool must be run from an instance (obj.{self._attr_name}.run)"
             )
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
         if not isinstance(raw_input, Mapping):
-            return _error(
+            return _outcome(
                 tool_use_id,
                 f"Invalid input for {self.name}: expected a JSON object, got {_json_type(raw_input)}",
+                ToolStatus.INVALID_INPUT,
             )
         try:
             validated = self._schema.validate(raw_input)
         except ValidationError as exc:
-            return _error(tool_use_id, format_validation_error(self.name, exc))
+            return _outcome(tool_use_id, format_validation_error(self.name, exc), ToolStatus.INVALID_INPUT)
 
         context = self._call_context(ctx, tool_use_id) if self._schema.wants_context else None
         args, kwargs = self._schema.arguments(validated, context)
         log = getattr(ctx, "log", None) or _logger()
-        scope: anyio.CancelScope | None = None
+        limit = self.timeout if self.timeout is not None else timeout
+        value: Any = None
         try:
-            if self.timeout is None:  # no cancel scope when there is no deadline: it costs on every call
+            if limit is None:  # no cancel scope when there is no deadline: it costs on every call
                 value = await self._invoke(args, kwargs)
             else:
-                with anyio.fail_after(self.timeout) as scope:
+                with anyio.move_on_after(limit) as scope:
                     value = await self._invoke(args, kwargs)
+                if scope.cancelled_caught:
+                    log.warning("tool.timeout", tool=self.name, tool_use_id=tool_use_id, timeout=limit)
+                    return _outcome(tool_use_id, f"tool timed out after {limit:g}s", ToolStatus.TIMED_OUT)
         except Exception as exc:
             problem = _single(exc)
             if isinstance(problem, ToolError):
-                return _error(tool_use_id, problem.message)
-            if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
-                log.warning("tool.timeout", tool=self.name, tool_use_id=tool_use_id, timeout=self.timeout)
-                return _error(tool_use_id, f"tool timed out after {self.timeout:g}s")
+                return _outcome(tool_use_id, problem.message, ToolStatus.ERROR)
             log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, exc_info=exc)
-            return _error(tool_use_id, _describe_exception(problem))
+            return _outcome(tool_use_id, _describe_exception(problem), ToolStatus.ERROR)
 
         try:
             content = _to_content(value, self.max_result_chars)
         except _UnserialisableError as exc:
             log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, error=str(exc))
-            return _error(
-                tool_use_id, f"tool returned an unserialisable value of type {type(value).__name__}"
+            problem_text = (
+                "tool returned an iterator with unserialisable items"
+                if isinstance(value, Collected)
+                else f"tool returned an unserialisable value of type {type(value).__name__}"
             )
-        return ToolResultBlock(tool_use_id=tool_use_id, content=content)
+            return _outcome(tool_use_id, problem_text, ToolStatus.ERROR)
+        return ToolOutcome(ToolResultBlock(tool_use_id=tool_use_id, content=content), ToolStatus.OK)
 
     async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self._receiver is not None:
             args = [self._bound, *args]
+        cap = self.max_result_chars
         if self.is_async:
-            value = await self._fn(*args, **kwargs)
+            value = self._fn(*args, **kwargs)  # an async generator function returns its iterator
         else:
-            # Boxed, so a sync wrapper that returns a coroutine works on trio too (trio refuses those).
-            (value,) = await anyio.to_thread.run_sync(
-                functools.partial(_boxed, self._fn, args, kwargs), abandon_on_cancel=self.timeout is not None
-            )
-        if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+            value = await run_in_thread(functools.partial(self._fn, *args, **kwargs), cap)
+        if inspect.isawaitable(value):  # a coroutine, or a sync wrapper around a coroutine function
             value = await value
+        if isinstance(value, AsyncIterator):
+            return await collect_async(value, cap)
+        if isinstance(value, Iterator):  # returned by an async function: collected in a thread too
+            iterator = value
+            return await run_in_thread(lambda: iterator, cap)
         return value
 
     def _call_context(self, ctx: RunContext[Any] | None, tool_use_id: str) -> RunContext[Any]:
@@ -452,15 +483,32 @@ class Toolset:
         return list(cached)
 
     async def run(
-        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ToolResultBlock:
-        """Run the tool the call names; an unknown name gives an error result listing the available tools."""
+        """Run the tool the call names; an unknown name gives an error result listing the available tools.
+        ``timeout`` applies to tools without a timeout of their own."""
+        return (await self.execute(tool_use, ctx, timeout=timeout)).result
+
+    async def execute(
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ToolOutcome:
+        """:meth:`run`, returning the result with its :class:`ToolStatus` (see :meth:`Tool.execute`)."""
         tool_use_id, name, _ = _unpack(tool_use)
         found = self._tools.get(name)
         if found is None:
             available = ", ".join(self._tools) or "(none)"
-            return _error(tool_use_id, f"Unknown tool {name!r}. Available tools: {available}")
-        return await found.run(tool_use, ctx)
+            return _outcome(
+                tool_use_id, f"Unknown tool {name!r}. Available tools: {available}", ToolStatus.UNKNOWN_TOOL
+            )
+        return await found.execute(tool_use, ctx, timeout=timeout)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -474,10 +522,6 @@ def _where(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}.{name}" if module else str(name)
-
-
-def _boxed(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[Any]:
-    return (fn(*args, **kwargs),)
 
 
 def _is_method(fn: Callable[..., Any]) -> bool:
@@ -499,10 +543,14 @@ def _is_method(fn: Callable[..., Any]) -> bool:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
+    return (
+        not inspect.isfunction(fn)
+        and call is not None
+        and (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
+    )
 
 
 def _cache_control_dict(value: CacheControlArg) -> dict[str, Any] | None:
@@ -528,6 +576,10 @@ def _unpack(tool_use: ToolUseBlock | Mapping[str, Any]) -> tuple[str, str, Any]:
 
 def _error(tool_use_id: str, text: str) -> ToolResultBlock:
     return ToolResultBlock(tool_use_id=tool_use_id, content=text, is_error=True)
+
+
+def _outcome(tool_use_id: str, text: str, status: ToolStatus) -> ToolOutcome:
+    return ToolOutcome(_error(tool_use_id, text), status)
 
 
 def _json_type(value: Any) -> str:
@@ -601,6 +653,15 @@ def _to_content(value: Any, limit: int) -> str | list[Any] | None:
     """Convert a tool's return value to ``tool_result`` content."""
     if value is None:
         return None
+    if isinstance(value, Collected):  # an iterator's items: strings are joined, anything else a list
+        if not value.items:
+            return None
+        if all(isinstance(item, str) for item in value.items):
+            text = "".join(value.items)
+            if value.cut:
+                return f"{text[:limit]}\n…[truncated: output stopped at {limit} characters]"
+            return _truncate(text, limit)
+        return _to_content(value.items, limit)
     if isinstance(value, str):
         return _truncate(value, limit)
     block = _as_block(value, limit)
