@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -44,10 +45,12 @@ from ._events import (
 from ._exceptions import (
     AgentRunError,
     ConfigurationError,
+    DuplicateToolUseIdError,
     HistoryError,
     MaxTurnsExceeded,
     OutputValidationError,
     RefusalError,
+    RunTimeoutError,
     TokenBudgetExceeded,
     ToolInputTruncatedError,
     ToolLoopError,
@@ -233,6 +236,11 @@ class Agent(Generic[DepsT, OutputT]):
         stream: use streaming requests in :meth:`run` too (``stream()`` always streams).
         hooks: :class:`Hooks` around requests and tool calls.
         deps_type: the type of ``deps`` given to tools via ``RunContext`` (for type checkers).
+        max_tool_calls_per_turn: calls of one turn beyond this many are not run; each is answered with
+            an error result saying why (``None``: no cap).
+        max_concurrent_tool_calls: at most this many calls of a turn run at once (``None``: no limit).
+        run_timeout: seconds for the whole run; past it the request or the calls under way are stopped,
+            every ``tool_use`` is answered and :class:`RunTimeoutError` is raised (``None``: no limit).
     """
 
     def __init__(
@@ -266,6 +274,9 @@ class Agent(Generic[DepsT, OutputT]):
         hooks: Hooks | None = None,
         deps_type: type[DepsT] | None = None,
         name: str | None = None,
+        max_tool_calls_per_turn: int | None = 64,
+        max_concurrent_tool_calls: int | None = 16,
+        run_timeout: float | None = None,
     ) -> None:
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
         if not resolved_model:
@@ -320,6 +331,12 @@ class Agent(Generic[DepsT, OutputT]):
             raise ConfigurationError(f"a tool named {_OUTPUT_TOOL!r} clashes with the structured-output tool")
         self._tool_defs = self._build_tool_defs()
         self._system_wire = self._build_system()
+        self._owns_client = client is None  # run_sync closes only a client it created
+        self.max_tool_calls_per_turn = _positive("max_tool_calls_per_turn", max_tool_calls_per_turn, int)
+        self.max_concurrent_tool_calls = _positive(
+            "max_concurrent_tool_calls", max_concurrent_tool_calls, int
+        )
+        self.run_timeout = _positive("run_timeout", run_timeout, float)
 
     @property
     def client(self) -> Client:
@@ -360,14 +377,16 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> RunResult[OutputT]:
         """:meth:`run` for scripts: starts an event loop, runs, returns the result.
 
-        The client's connection pool is closed before the loop ends (it reopens on the next call).
+        A client the agent created itself has its connection pool closed before the loop ends (it
+        reopens on the next call); a client you passed in is left as it is.
         """
 
         async def main() -> RunResult[OutputT]:
             try:
                 return await self.run(prompt, deps=deps, history=history)
             finally:
-                await self.client.aclose()
+                if self._owns_client and self._client is not None:
+                    await self._client.aclose()
 
         return anyio.run(main)
 
@@ -414,9 +433,12 @@ class Agent(Generic[DepsT, OutputT]):
         log = get_logger("agentkit").bind(run_id=run_id, model=self.model)
         conversation = history if isinstance(history, Conversation) else Conversation(history or ())
         state = _RunState(conversation)
+        if self.run_timeout is not None:
+            state.deadline = anyio.current_time() + self.run_timeout
         state.add_prompt(prompt)
         if not state.wire:
             raise ConfigurationError("nothing to send: give a prompt or a history ending in a user turn")
+        state.log = log
         ctx: RunContext[Any] = RunContext(deps=deps, run_id=run_id, log=log, messages=conversation._messages)
         started = time.perf_counter()
         log.info(
@@ -459,11 +481,18 @@ class Agent(Generic[DepsT, OutputT]):
                 request_started = time.perf_counter()
                 if stream:
                     holder: list[Message] = []
-                    async for event in self._stream_request(body, ctx.turn, holder):
-                        yield event
+                    events = self._until_deadline(self._stream_request(body, ctx.turn, holder), state)
+                    async with aclosing(events):
+                        async for event in events:
+                            yield event
                     message = holder[0]
                 else:
-                    message = await self.client.create_raw(body)
+                    received: Message | None = None
+                    with anyio.move_on_at(state.deadline):
+                        received = await self.client.create_raw(body)
+                    if received is None:
+                        raise self._deadline_error(state)
+                    message = received
                 state.turns += 1
                 state.usage = state.usage + message.usage
                 conversation.usage = conversation.usage + message.usage
@@ -488,6 +517,16 @@ class Agent(Generic[DepsT, OutputT]):
                     state.append_assistant(message, merge=True)
                     continue
                 tool_uses = message.tool_uses
+                duplicate = _duplicate_id(tool_uses)
+                if duplicate is not None:
+                    # Refused before anything runs; the turn is not kept, so the history stays valid.
+                    log.warning("guard.duplicate_tool_use_id", turn=state.turns, tool_use_id=duplicate)
+                    raise DuplicateToolUseIdError(
+                        f"the model's turn used the tool_use id {duplicate!r} more than once; none of its "
+                        "calls ran and the turn was not kept",
+                        tool_use_id=duplicate,
+                        request_id=message.request_id,
+                    )
                 if stop == "refusal":
                     # The refused turn is not kept: the history ends with the user's turn, ready to retry.
                     details = getattr(message, "stop_details", None) or {}
@@ -549,6 +588,7 @@ class Agent(Generic[DepsT, OutputT]):
                     # Inside `async with agent.stream()`: the calls run in the stream's task group (this
                     # generator must not yield inside one) and each ToolCallFinished comes as it ends.
                     calls = _LiveCalls(len(tool_uses))
+                    calls.scope.deadline = state.deadline
                     group.start_soon(self._dispatch_live, calls, message, state, ctx, log, loop_guard)
                     with calls.receive:
                         try:
@@ -559,8 +599,15 @@ class Agent(Generic[DepsT, OutputT]):
                             raise
                     if calls.failure is not None:
                         raise calls.failure
+                    if calls.scope.cancelled_caught:  # only the deadline cancels it without an error
+                        raise self._deadline_error(state)
                 else:
-                    for finished_event in await self._dispatch(message, state, ctx, log, loop_guard):
+                    finished_events: list[ToolCallFinished] | None = None
+                    with anyio.move_on_at(state.deadline):
+                        finished_events = await self._dispatch(message, state, ctx, log, loop_guard)
+                    if finished_events is None:
+                        raise self._deadline_error(state)
+                    for finished_event in finished_events:
                         yield finished_event
                 if loop_guard.strikes >= 2:
                     log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="stop")
@@ -645,6 +692,30 @@ class Agent(Generic[DepsT, OutputT]):
             usage=state.usage,
         )
 
+    def _deadline_error(self, state: _RunState) -> RunTimeoutError:
+        state.log.warning("guard.run_timeout", turns=state.turns, run_timeout=self.run_timeout)
+        return RunTimeoutError(
+            f"the run went past its run_timeout={self.run_timeout:g}s",
+            messages=state.conversation.messages,
+            usage=state.usage,
+        )
+
+    async def _until_deadline(
+        self, events: AsyncGenerator[AgentEvent, None], state: _RunState
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """``events``, each awaited within the run's deadline (never yielding inside a cancel scope)."""
+        async with aclosing(events):
+            while True:
+                got: list[AgentEvent] = []
+                with anyio.move_on_at(state.deadline):
+                    try:
+                        got.append(await anext(events))
+                    except StopAsyncIteration:
+                        return
+                if not got:
+                    raise self._deadline_error(state)
+                yield got[0]
+
     def _check_history(self, wire: list[dict[str, Any]], log: Any, state: _RunState) -> None:
         # The whole history is checked before the first request; after that only the part that may
         # have changed (from the last user turn already checked), so a long run does not re-walk it.
@@ -706,7 +777,7 @@ class Agent(Generic[DepsT, OutputT]):
 
     async def _stream_request(
         self, body: dict[str, Any], turn: int, holder: list[Message]
-    ) -> AsyncIterator[AgentEvent]:
+    ) -> AsyncGenerator[AgentEvent, None]:
         async with self.client.stream_raw(body) as stream:
             accumulator = stream.accumulator
             tool_ids: dict[int, str] = {}
@@ -758,6 +829,18 @@ class Agent(Generic[DepsT, OutputT]):
             )
         if blocked:
             log.warning("guard.tool_loop", turn=state.turns, tool=loop_guard.last_name, action="refuse")
+        cap = self.max_tool_calls_per_turn
+        if cap is not None and len(tool_uses) > cap:
+            log.warning("guard.tool_calls", turn=state.turns, requested=len(tool_uses), limit=cap)
+            for extra in tool_uses[cap:]:
+                blocked.setdefault(
+                    extra.id,
+                    f"not run: at most {cap} tool calls run per turn and this turn asked for "
+                    f"{len(tool_uses)}. Ask for the rest in the next turn.",
+                )
+        parallel = self.parallel_tool_calls and not _parallel_disabled(self.tool_choice)
+        width = self.max_concurrent_tool_calls
+        gate = anyio.Semaphore(width) if parallel and width is not None and len(tool_uses) > width else None
 
         verbose = _info_enabled(log)
 
@@ -771,7 +854,11 @@ class Agent(Generic[DepsT, OutputT]):
                     tool_use_id=tool_use.id,
                     input=_preview(tool_use.input),
                 )
-            result = await self._call_tool(tool_use, ctx, state, blocked.get(tool_use.id))
+            if gate is None or tool_use.id in blocked:
+                result = await self._call_tool(tool_use, ctx, state, blocked.get(tool_use.id))
+            else:
+                async with gate:
+                    result = await self._call_tool(tool_use, ctx, state, None)
             duration = time.perf_counter() - started
             event = finished[index] = ToolCallFinished(
                 turn=state.turns,
@@ -793,7 +880,6 @@ class Agent(Generic[DepsT, OutputT]):
             if emit is not None:
                 emit(event)
 
-        parallel = self.parallel_tool_calls and not _parallel_disabled(self.tool_choice)
         try:
             if parallel and len(tool_uses) > 1:
                 async with anyio.create_task_group() as group:
@@ -804,6 +890,8 @@ class Agent(Generic[DepsT, OutputT]):
                     await call(index, tool_use)
         except BaseException as exc:
             reason = _not_run_reason(exc)
+            if anyio.current_time() >= state.deadline:
+                reason = f"not run: the run's time limit (run_timeout={self.run_timeout:g}s) ran out"
             state.append_results(
                 [
                     e.result if e else _error_result(t.id, reason)
@@ -952,8 +1040,10 @@ class _RunState:
     __slots__ = (
         "checked",
         "conversation",
+        "deadline",
         "disabled_tools",
         "invalid_inputs",
+        "log",
         "output_outcome",
         "pending_pause",
         "turns",
@@ -971,6 +1061,8 @@ class _RunState:
         self.invalid_inputs: dict[str, int] = {}
         self.checked = 0  # how many messages the last history check covered
         self.disabled_tools: set[str] = set()
+        self.deadline = math.inf  # anyio clock time when the run must stop (run_timeout)
+        self.log: Any = None
 
     def _push(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages.append(param)
@@ -1166,6 +1258,27 @@ def _count_results(message: Mapping[str, Any]) -> int:
     if not isinstance(content, list):
         return 0
     return sum(1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result")
+
+
+def _duplicate_id(tool_uses: list[ToolUseBlock]) -> str | None:
+    """The first ``tool_use`` id that appears twice, else None."""
+    seen: set[str] = set()
+    for tool_use in tool_uses:
+        if tool_use.id in seen:
+            return tool_use.id
+        seen.add(tool_use.id)
+    return None
+
+
+def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` if it is None or a positive ``kind`` (an int is a float here), else ConfigurationError."""
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok or not value > 0:
+        accepted = "a positive number of seconds" if kind is float else "a positive integer"
+        raise ConfigurationError(f"{name} must be {accepted} or None, not {value!r}")
+    return value
 
 
 def _error_result(tool_use_id: str, text: str) -> ToolResultBlock:

@@ -329,3 +329,184 @@ async def test_timed_out_sync_tools_never_exceed_the_thread_bound() -> None:
         release.set()
     await wait_for(lambda: limiter.borrowed_tokens == 0, "the ended threads gave their tokens back")
     assert most <= 4
+
+
+# --- 4. per-turn call cap and concurrency limit -------------------------------------------------
+
+
+def counting_tool(width: int = 16) -> tuple[Any, dict[str, int]]:
+    """A tool counting the calls in flight; each waits (a bounded number of checkpoints) for ``width``
+    calls to be in flight together, so that the limit is reached if the agent allows it."""
+    seen = {"in_flight": 0, "most": 0, "ran": 0}
+
+    @tool
+    async def probe(n: int) -> str:
+        """Counts calls in flight.
+
+        Args:
+            n: Call number.
+        """
+        seen["in_flight"] += 1
+        seen["ran"] += 1
+        seen["most"] = max(seen["most"], seen["in_flight"])
+        for _ in range(200):
+            if seen["in_flight"] >= width:
+                break
+            await anyio.lowlevel.checkpoint()
+        seen["in_flight"] -= 1
+        return f"ok {n}"
+
+    return probe, seen
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_huge_turn_is_capped_and_runs_at_most_the_concurrency_limit(stream: bool) -> None:
+    probe, seen = counting_tool()
+    calls = [("probe", {"n": n}) for n in range(100)]
+    script = Script([reply.tool_uses(calls), reply.text("done")])
+    with LocalServer(policy=script) as server, capture_logs() as logs:
+        agent = agent_for(server, [probe])
+        if stream:
+            async with agent.stream("go") as events:
+                async for _ in events:
+                    pass
+        else:
+            await agent.run("go")
+    answers = results_sent(server)
+    assert len(answers) == 100  # every tool_use answered, in order
+    assert seen["ran"] == 64  # the default cap
+    assert seen["most"] == 16  # the default concurrency limit, reached and never passed
+    refused = [a for a in answers[64:]]
+    assert all(a["is_error"] and "at most 64 tool calls run per turn" in text_of(a) for a in refused)
+    assert not any(a.get("is_error") for a in answers[:64])
+    (event,) = [e for e in logs if e["event"] == "guard.tool_calls"]
+    assert event["requested"] == 100 and event["limit"] == 64
+
+
+async def test_call_cap_and_concurrency_are_configurable() -> None:
+    probe, seen = counting_tool(width=2)
+    calls = [("probe", {"n": n}) for n in range(8)]
+    script = Script([reply.tool_uses(calls), reply.text("done")])
+    with LocalServer(policy=script) as server:
+        await agent_for(server, [probe], max_tool_calls_per_turn=5, max_concurrent_tool_calls=2).run("go")
+    assert seen["ran"] == 5 and seen["most"] == 2
+    assert [bool(a.get("is_error")) for a in results_sent(server)] == [False] * 5 + [True] * 3
+
+
+# --- 5. duplicate tool_use ids ------------------------------------------------------------------
+
+
+async def test_duplicate_tool_use_ids_are_refused_before_anything_runs() -> None:
+    from agentkit import DuplicateToolUseIdError, ProtocolError
+
+    probe, seen = counting_tool()
+    twice = reply.tool_uses([("probe", {"n": 1}, "toolu_same"), ("probe", {"n": 2}, "toolu_same")])
+    script = Script([twice, reply.text("fine now")])
+    conversation = Conversation()
+    with LocalServer(policy=script) as server:
+        agent = agent_for(server, [probe])
+        with pytest.raises(DuplicateToolUseIdError, match="toolu_same") as caught:
+            await agent.run("go", history=conversation)
+        assert isinstance(caught.value, ProtocolError)
+        assert caught.value.tool_use_id == "toolu_same"
+        assert seen["ran"] == 0
+        conversation.check()
+        result = await agent.run("again", history=conversation)
+    assert result.text == "fine now"
+    assert server.requests[-1].status == 200
+
+
+# --- 6. run deadline ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_trickled_response_is_stopped_by_the_run_deadline(stream: bool) -> None:
+    from agentkit import AgentRunError, RunTimeoutError
+
+    probe, _ = counting_tool()
+    script = Script([reply.tool_use("probe", {"n": 1}), reply.trickle(0.02), reply.text("resumed")])
+    conversation = Conversation()
+    with LocalServer(policy=script) as server:
+        agent = agent_for(server, [probe], run_timeout=0.5, stream=stream)
+        with pytest.raises(RunTimeoutError, match=r"run_timeout=0\.5") as caught:
+            await agent.run("go", history=conversation)
+        assert isinstance(caught.value, AgentRunError)
+        conversation.check()
+        assert [m.role for m in caught.value.messages] == ["user", "assistant", "user"]
+        result = await agent.run("go on", history=conversation)
+    assert result.text == "resumed"
+
+
+async def test_the_run_deadline_answers_every_tool_use_of_a_live_stream() -> None:
+    from agentkit import RunTimeoutError
+
+    release = threading.Event()
+
+    @tool
+    def stuck(n: int) -> str:
+        """Blocks until released.
+
+        Args:
+            n: Call number.
+        """
+        release.wait(20)
+        return "late"
+
+    calls = [("stuck", {"n": n}) for n in range(3)]
+    script = Script([reply.tool_uses(calls), reply.text("resumed")])
+    conversation = Conversation()
+    try:
+        with LocalServer(policy=script) as server:
+            agent = agent_for(server, [stuck], run_timeout=0.5)
+            with pytest.raises(RunTimeoutError):
+                async with agent.stream("go", history=conversation) as events:
+                    async for _ in events:
+                        pass
+            conversation.check()
+            answers = conversation.to_wire()[-1]["content"]
+            assert [a["is_error"] for a in answers] == [True] * 3
+            assert all("time limit" in a["content"] for a in answers)
+            release.set()
+            assert (await agent.run("go on", history=conversation)).text == "resumed"
+    finally:
+        release.set()
+
+
+# --- 7. run_sync and the caller's client --------------------------------------------------------
+
+
+def test_run_sync_leaves_the_callers_client_open() -> None:
+    import httpx2
+
+    class Recording(httpx2.AsyncBaseTransport):
+        """The caller's transport: a connection per request (so any event loop may use it), and a
+        record of being closed."""
+
+        def __init__(self) -> None:
+            self.closed = 0
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            async with httpx2.AsyncHTTPTransport() as inner:
+                response = await inner.handle_async_request(request)
+                body = await response.aread()
+            return httpx2.Response(response.status_code, headers=response.headers, content=body)
+
+        async def aclose(self) -> None:
+            self.closed += 1
+
+    transport = Recording()
+    with LocalServer(policy=lambda request: reply.text("ok")) as server:
+        client = Client(api_key=KEY, base_url=server.base_url, max_retries=0, transport=transport)
+        agent = Agent(client, model=MODEL)
+        assert agent.run_sync("one").text == "ok"
+        assert agent.run_sync("two").text == "ok"
+        assert transport.closed == 0
+
+        async def use_it() -> str:
+            message = await client.create(
+                model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "three"}]
+            )
+            return message.text
+
+        assert anyio.run(use_it) == "ok"
+    assert transport.closed == 0

@@ -37,6 +37,7 @@ from ._policies import (
     ResetReply,
     Script,
     ScriptExhausted,
+    TrickleReply,
     WeatherWorkload,
     reply,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ResetReply",
     "Script",
     "ScriptExhausted",
+    "TrickleReply",
     "WeatherWorkload",
     "demo_client",
     "example_input",

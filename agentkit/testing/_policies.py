@@ -34,6 +34,7 @@ __all__ = [
     "ResetReply",
     "Script",
     "ScriptExhausted",
+    "TrickleReply",
     "WeatherWorkload",
     "reply",
 ]
@@ -221,6 +222,15 @@ class DelayReply(Reply):
 
     seconds: float
     inner: ReplyLike
+
+
+@dataclass
+class TrickleReply(Reply):
+    """Status 200, then a response that never ends: SSE ``ping`` events (after ``message_start``) for a
+    streaming request, one byte of JSON whitespace for a plain one, every ``interval`` seconds. No read
+    timeout ever fires; only a deadline over the whole run (or request) stops it."""
+
+    interval: float = 0.05
 
 
 ReplyLike: TypeAlias = Reply | dict[str, Any]
@@ -466,6 +476,11 @@ class _ReplyHelpers:
     ) -> RawReply:
         """Exactly this status, content type and body (e.g. a gateway's HTML 502)."""
         return RawReply(status, body, content_type, dict(headers or {}))
+
+    @staticmethod
+    def trickle(interval: float = 0.05) -> TrickleReply:
+        """A 200 response that never finishes: pings (SSE) or whitespace (JSON) every ``interval`` s."""
+        return TrickleReply(interval)
 
     @staticmethod
     def delay(seconds: float, inner: ReplyLike) -> DelayReply:

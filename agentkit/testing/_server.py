@@ -41,6 +41,7 @@ from ._policies import (
     Request,
     ResetReply,
     ScriptExhausted,
+    TrickleReply,
 )
 from ._validation import InvalidRequest, validate_count_tokens, validate_create
 from ._wire import complete_message, dumps, error_body, estimate_tokens, message_events, new_id, sse_event
@@ -597,6 +598,8 @@ class LocalServer:
             await self._send_error_event(request, writer, keep_alive, result)
         elif isinstance(result, MalformedReply):
             self._send_malformed(request, writer, keep_alive, result)
+        elif isinstance(result, TrickleReply):
+            await self._send_trickle(request, writer, result)
         elif isinstance(result, RawReply):
             self._write_response(
                 writer,
@@ -744,6 +747,22 @@ class LocalServer:
             sse_event("error", {"type": "error", "error": {"type": reply.type, "message": reply.message}})
         )
         await self._stream(request, writer, keep_alive, events, None, reply.inner.event_delay, end=True)
+
+    async def _send_trickle(
+        self, request: Request, writer: asyncio.StreamWriter, reply: TrickleReply
+    ) -> None:
+        request.status = 200
+        if request.stream:
+            start = self._events(request, MessageReply({"content": []}))[0]  # message_start
+            writer.write(self._head(200, _SSE_TYPE, None, False, None, length=None) + _chunk(start))
+            beat = _chunk(sse_event("ping", {"type": "ping"}))
+        else:
+            writer.write(self._head(200, _JSON_TYPE, None, False, None, length=None))
+            beat = _chunk(b" ")
+        while True:  # until the client goes away (the write fails) or the server stops
+            await writer.drain()
+            await asyncio.sleep(reply.interval)
+            writer.write(beat)
 
     def _send_malformed(
         self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, reply: MalformedReply
