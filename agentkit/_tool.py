@@ -23,7 +23,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from ._context import RunContext
-from ._exceptions import ToolDefinitionError, ToolError
+from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
 from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
@@ -313,8 +313,10 @@ class Tool(Generic[P, R]):
             raise TypeError(
                 f"{self.name}: a method tool must be run from an instance (obj.{self._attr_name}.run)"
             )
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ConfigurationError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
         if not isinstance(raw_input, Mapping):
             return _outcome(
                 tool_use_id,

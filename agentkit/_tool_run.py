@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import pydantic_core
@@ -37,7 +36,7 @@ _limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("
 _unbounded: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("agentkit_tool_threads_pass")
 
 
-class ToolStatus(enum.Enum):
+class ToolStatus(enum.StrEnum):
     """How a tool call ended (:attr:`ToolOutcome.status`)."""
 
     OK = "ok"
@@ -97,11 +96,14 @@ async def run_in_thread(fn: Callable[[], Any], cap: int) -> Any:
     """
     limiter = tool_thread_limiter()
     borrower = object()
-    await limiter.acquire_on_behalf_of(borrower)
-    token = anyio.lowlevel.current_token()
+    try:
+        limiter.acquire_on_behalf_of_nowait(borrower)  # no extra trip through the loop when one is free
+    except anyio.WouldBlock:
+        await limiter.acquire_on_behalf_of(borrower)
     lock = threading.Lock()
     stop = threading.Event()
     state = ["pending"]  # pending -> running -> done | abandoned -> done; pending -> dropped
+    tokens: list[anyio.lowlevel.EventLoopToken] = []  # set when the call abandons its thread
 
     def work() -> tuple[Any] | None:
         with lock:
@@ -115,9 +117,11 @@ async def run_in_thread(fn: Callable[[], Any], cap: int) -> Any:
             with lock:
                 hand_back = state[0] == "abandoned"
                 state[0] = "done"
-            if hand_back:
-                with contextlib.suppress(Exception):  # the event loop is gone, and its limiter with it
-                    anyio.from_thread.run_sync(limiter.release_on_behalf_of, borrower, token=token)
+            if hand_back:  # without waiting: the event loop may be gone, and its limiter with it
+                (token,) = tokens
+                with contextlib.suppress(Exception):
+                    backend = token.backend_class
+                    backend.run_sync_soon(limiter.release_on_behalf_of, (borrower,), token.native_token)
 
     try:
         boxed = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=_pass_limiter())
@@ -125,6 +129,7 @@ async def run_in_thread(fn: Callable[[], Any], cap: int) -> Any:
         stop.set()
         with lock:
             if state[0] == "running":
+                tokens.append(anyio.lowlevel.current_token())
                 state[0] = "abandoned"  # the thread gives the token back when it ends
                 release = False
             else:
@@ -154,13 +159,15 @@ def collect_sync(value: Any, cap: int, stop: threading.Event | None = None) -> A
     size = 0
     cut = False
     try:
-        for item in value:
+        while stop is None or not stop.is_set():
+            try:
+                item = next(value)
+            except StopIteration:
+                break
             items.append(item)
             size += _size(item)
             if size > cap:
                 cut = True
-                break
-            if stop is not None and stop.is_set():
                 break
     finally:
         close = getattr(value, "close", None)

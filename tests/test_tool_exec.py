@@ -136,6 +136,37 @@ async def test_retry_budget_reads_the_outcome_not_the_message_text() -> None:
     assert all("disabled" not in text_of(r) for i in (1, 2) for r in results_sent(server, i))
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_tool_calls_per_turn", 0),
+        ("max_concurrent_tool_calls", -1),
+        ("max_tool_calls_per_turn", 2.5),
+        ("run_timeout", 0),
+        ("run_timeout", "5"),
+    ],
+)
+def test_new_agent_options_reject_bad_values_naming_them(option: str, value: Any) -> None:
+    from agentkit import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=rf"{option} must be a positive .* not {value!r}"):
+        Agent(Client(api_key=KEY, base_url="http://127.0.0.1:9"), model=MODEL, **{option: value})
+
+
+async def test_execute_rejects_a_bad_timeout_naming_it() -> None:
+    from agentkit import ConfigurationError
+
+    @tool
+    def noop() -> str:
+        """Does nothing."""
+        return ""
+
+    with pytest.raises(
+        ConfigurationError, match="timeout must be a positive number of seconds or None, not 0"
+    ):
+        await noop.execute(use("noop"), timeout=0)
+
+
 # --- 2. generators ------------------------------------------------------------------------------
 
 
