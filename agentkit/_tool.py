@@ -7,27 +7,24 @@ the model can read and act on. Cancellation always propagates.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import inspect
 import json
-import mimetypes
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
 
 import anyio
-import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ._context import RunContext
 from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
+from ._tool_result import Image, UnserialisableError, to_content, truncate
 from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
-from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
+from .types import ToolResultBlock, ToolUseBlock
 
 __all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "ToolOutcome", "ToolStatus", "Toolset", "tool"]
 
@@ -39,49 +36,12 @@ DEFAULT_MAX_RESULT_CHARS = 100_000
 
 CacheControlArg: TypeAlias = bool | Mapping[str, Any]
 _EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
-_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
-_ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
-_result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
 _MAX_EXCEPTION_CHARS = 2_000
 _UNBOUND: Any = object()
 
 
 def _logger() -> Any:
     return get_logger("agentkit.tool")
-
-
-# --- images ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Image:
-    """An image a tool returns to the model (sent as a base64 image block).
-
-    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
-    """
-
-    data: bytes
-    media_type: str = "image/png"
-
-    def __post_init__(self) -> None:
-        if self.media_type not in _IMAGE_MEDIA_TYPES:
-            raise ValueError(
-                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
-            )
-
-    @classmethod
-    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
-        """Read an image file; the media type is guessed from the extension unless given."""
-        path = Path(path)
-        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
-        return cls(path.read_bytes(), kind)
-
-    def to_block(self) -> ImageBlock:
-        """The image as an ``image`` content block."""
-        return ImageBlock(
-            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
-        )
 
 
 # --- the decorator -----------------------------------------------------------------------------
@@ -350,8 +310,8 @@ class Tool(Generic[P, R]):
             return _outcome(tool_use_id, _describe_exception(problem), ToolStatus.ERROR)
 
         try:
-            content = _to_content(value, self.max_result_chars)
-        except _UnserialisableError as exc:
+            content = to_content(value, self.max_result_chars)
+        except UnserialisableError as exc:
             log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, error=str(exc))
             problem_text = (
                 "tool returned an iterator with unserialisable items"
@@ -516,10 +476,6 @@ class Toolset:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-class _UnserialisableError(Exception):
-    pass
-
-
 def _where(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
@@ -608,73 +564,4 @@ def _single(exc: BaseException) -> BaseException:
 def _describe_exception(exc: BaseException) -> str:
     message = str(exc).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return _truncate(text, _MAX_EXCEPTION_CHARS)
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n…[truncated: {len(text) - limit} more characters]"
-
-
-def _as_block(value: Any, limit: int) -> _ResultBlock | None:
-    if isinstance(value, Image):
-        return value.to_block()
-    if isinstance(value, TextBlock):
-        if len(value.text) > limit:
-            return value.model_copy(update={"text": _truncate(value.text, limit)})
-        return value
-    if isinstance(value, ImageBlock | DocumentBlock):
-        return value
-    if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
-        try:
-            block = _result_block_adapter.validate_python(value)
-        except ValidationError:
-            return None
-        return _as_block(block, limit)
-    return None
-
-
-def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
-    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
-    blocks: list[_ResultBlock] = []
-    has_block = False
-    for value in values:
-        if isinstance(value, str):
-            blocks.append(TextBlock(text=_truncate(value, limit)))
-            continue
-        block = _as_block(value, limit)
-        if block is None:
-            return None
-        has_block = True
-        blocks.append(block)
-    return blocks if has_block else None
-
-
-def _to_content(value: Any, limit: int) -> str | list[Any] | None:
-    """Convert a tool's return value to ``tool_result`` content."""
-    if value is None:
-        return None
-    if isinstance(value, Collected):  # an iterator's items: strings are joined, anything else a list
-        if not value.items:
-            return None
-        if all(isinstance(item, str) for item in value.items):
-            text = "".join(value.items)
-            if value.cut:
-                return f"{text[:limit]}\n…[truncated: output stopped at {limit} characters]"
-            return _truncate(text, limit)
-        return _to_content(value.items, limit)
-    if isinstance(value, str):
-        return _truncate(value, limit)
-    block = _as_block(value, limit)
-    if block is not None:
-        return [block]
-    if isinstance(value, list | tuple) and value:
-        blocks = _as_blocks(value, limit)
-        if blocks is not None:
-            return list(blocks)
-    try:
-        text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
-    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
-        raise _UnserialisableError(str(exc)) from exc
-    return _truncate(text, limit)
+    return truncate(text, _MAX_EXCEPTION_CHARS)
