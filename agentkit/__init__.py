@@ -36,6 +36,7 @@ from ._exceptions import (
     BillingError,
     ConfigurationError,
     ConflictError,
+    DuplicateToolUseIdError,
     GatewayTimeoutError,
     HistoryError,
     InternalServerError,
@@ -48,6 +49,7 @@ from ._exceptions import (
     RateLimitError,
     RefusalError,
     RequestTooLargeError,
+    RunTimeoutError,
     TokenBudgetExceeded,
     ToolDefinitionError,
     ToolError,
@@ -59,6 +61,7 @@ from ._history import repair_history
 from ._logging import configure_logging, redact_secrets
 from ._state import Approve, Defer, Deny, PendingCall, RunState
 from ._tool import Image, Tool, Toolset, tool
+from ._tool_run import ToolOutcome, ToolStatus, tool_thread_limiter
 from .types import Message, MessageParam, Usage
 
 __version__ = "0.1.0"
@@ -84,6 +87,7 @@ __all__ = [
     "Conversation",
     "Defer",
     "Deny",
+    "DuplicateToolUseIdError",
     "GatewayTimeoutError",
     "HistoryError",
     "Hooks",
@@ -107,6 +111,7 @@ __all__ = [
     "RunFinished",
     "RunResult",
     "RunState",
+    "RunTimeoutError",
     "TextDelta",
     "ThinkingDelta",
     "TokenBudgetExceeded",
@@ -119,6 +124,8 @@ __all__ = [
     "ToolInputDelta",
     "ToolInputTruncatedError",
     "ToolLoopError",
+    "ToolOutcome",
+    "ToolStatus",
     "ToolUseStarted",
     "Toolset",
     "TurnFinished",
@@ -128,4 +135,5 @@ __all__ = [
     "redact_secrets",
     "repair_history",
     "tool",
+    "tool_thread_limiter",
 ]

@@ -104,6 +104,12 @@ class Agent(Generic[DepsT, OutputT]):
         stream: use streaming requests in :meth:`run` too (``stream()`` always streams).
         hooks: :class:`Hooks` around requests and tool calls.
         deps_type: the type of ``deps`` given to tools via ``RunContext`` (for type checkers).
+        max_tool_calls_per_turn: calls of one turn beyond this many are not run; each is answered with
+            an error result saying why (``None``: no cap).
+        max_concurrent_tool_calls: at most this many calls of a turn run at once (``None``: no limit).
+        run_timeout: seconds for the whole run (each :meth:`run` or :meth:`resume`); past it the request
+            or the calls under way are stopped, every ``tool_use`` is answered and
+            :class:`RunTimeoutError` is raised (``None``: no limit).
     """
 
     def __init__(
@@ -137,6 +143,9 @@ class Agent(Generic[DepsT, OutputT]):
         hooks: Hooks | None = None,
         deps_type: type[DepsT] | None = None,
         name: str | None = None,
+        max_tool_calls_per_turn: int | None = 64,
+        max_concurrent_tool_calls: int | None = 16,
+        run_timeout: float | None = None,
     ) -> None:
         _validate.agent_arguments(locals(), Client, (Tool, Toolset))  # first: it reads locals()
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
@@ -194,6 +203,12 @@ class Agent(Generic[DepsT, OutputT]):
         if self._output is not None:
             tool_defs.append(self._output.definition)
         self._log = get_logger("agentkit").bind(model=self.model)
+        self._owns_client = client is None  # run_sync closes only a client it created
+        self.max_tool_calls_per_turn = _positive("max_tool_calls_per_turn", max_tool_calls_per_turn, int)
+        self.max_concurrent_tool_calls = _positive(
+            "max_concurrent_tool_calls", max_concurrent_tool_calls, int
+        )
+        self.run_timeout = _positive("run_timeout", run_timeout, float)
         self._requests = RequestBuilder(
             model=self.model,
             max_tokens=max_tokens,
@@ -233,7 +248,8 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> RunResult[OutputT]:
         """:meth:`run` for scripts: starts an event loop, runs, returns the result.
 
-        The client's connection pool is closed before the loop ends (it reopens on the next call).
+        A client the agent created itself has its connection pool closed before the loop ends (it
+        reopens on the next call); a client you passed in is left as it is.
         """
         _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
         return self._sync(self.run(prompt, deps=deps, history=history))
@@ -307,7 +323,7 @@ class Agent(Generic[DepsT, OutputT]):
             try:
                 return await coro
             finally:
-                if self._client is not None:  # not self.client: building one may be what failed
+                if self._owns_client and self._client is not None:  # never a client passed in
                     await self._client.aclose()
 
         return anyio.run(main)
@@ -460,3 +476,14 @@ class AgentStream(Generic[OutputT]):
         finally:
             if self._receive is not None:
                 self._receive.close()
+
+
+def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` if it is None or a positive ``kind`` (an int is a float here), else ConfigurationError."""
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok or not value > 0:
+        accepted = "a positive number of seconds" if kind is float else "a positive integer"
+        raise ConfigurationError(f"Agent({name}=...): got {value!r}; expected {accepted} or None")
+    return value

@@ -19,6 +19,7 @@ from . import _guards, _trace
 from ._events import ToolApprovalRequested, ToolCallFinished, ToolCallStarted
 from ._output import OUTPUT_TOOL
 from ._state import Defer, Deny, OpenTurn, PendingCall
+from ._tool_run import ToolStatus
 from .types import ToolResultBlock, ToolUseBlock
 
 if TYPE_CHECKING:
@@ -50,6 +51,15 @@ async def gate(run: _Run, turn: OpenTurn) -> None:
             f"not run: the input for {names.get(bad_id, 'this tool')} was not a valid JSON object "
             f"(got {raw[:80]!r}). Call it again with an object matching its schema."
         )
+    cap = agent.max_tool_calls_per_turn
+    if cap is not None and len(tool_uses) > cap:
+        _trace.tool_calls_capped(run.log, state.turns, len(tool_uses), cap)
+        for extra in tool_uses[cap:]:
+            blocked.setdefault(
+                extra.id,
+                f"not run: at most {cap} tool calls run per turn and this turn asked for "
+                f"{len(tool_uses)}. Ask for the rest in the next turn.",
+            )
     hook = agent.hooks.before_tool_call
     for tool_use in tool_uses:
         refusal = blocked.get(tool_use.id)
@@ -94,14 +104,18 @@ async def dispatch(run: _Run, turn: OpenTurn) -> None:
                 await run.emit(ToolCallStarted(turn=state.turns, tool_use=tool_use))
         parallel = run.agent.parallel_tool_calls and not run.parallel_disabled
         if parallel and len(calls) > 1:
+            width = run.agent.max_concurrent_tool_calls
+            limit = anyio.Semaphore(width) if width is not None and len(calls) > width else None
             async with anyio.create_task_group() as group:
                 for tool_use in calls:
-                    group.start_soon(_call, run, turn, tool_use)
+                    group.start_soon(_call, run, turn, tool_use, limit)
         else:
             for tool_use in calls:
                 await _call(run, turn, tool_use)
     except BaseException as exc:
         reason = not_run_reason(exc)
+        if anyio.current_time() >= run.deadline:
+            reason = f"not run: the run's time limit (run_timeout={run.agent.run_timeout:g}s) ran out"
         answered = len(turn.results)
         for tool_use in turn.tool_uses:
             turn.results.setdefault(tool_use.id, error_result(tool_use.id, reason))
@@ -119,7 +133,13 @@ def _commit(run: _Run, turn: OpenTurn) -> None:
     run.state.open_turn = None
 
 
-async def _call(run: _Run, turn: OpenTurn, tool_use: ToolUseBlock) -> None:
+async def _call(
+    run: _Run, turn: OpenTurn, tool_use: ToolUseBlock, limit: anyio.Semaphore | None = None
+) -> None:
+    if limit is not None and tool_use.id not in turn.refused:  # at most max_concurrent_tool_calls at once
+        async with limit:
+            await _call(run, turn, tool_use)
+        return
     started = time.perf_counter()
     verbose = run.verbose
     if verbose:
@@ -162,21 +182,9 @@ async def _run_one(run: _Run, tool_use: ToolUseBlock) -> ToolResultBlock:
             state.output_error = str(value)
             result = error_result(tool_use.id, str(value))
     else:
-        found = agent.toolset.get(tool_use.name)
-        timeout = agent.tool_timeout if found is not None and found.timeout is None else None
-        if timeout is not None and found is not None:
-            with anyio.move_on_after(timeout) as scope:
-                result = await found.run(tool_use, run.ctx)
-            if scope.cancelled_caught:
-                result = error_result(tool_use.id, f"tool timed out after {timeout:g}s")
-        else:
-            result = await agent.toolset.run(tool_use, run.ctx)
-        content = result.content
-        invalid = (
-            bool(result.is_error)
-            and isinstance(content, str)
-            and content.startswith(f"Invalid input for {tool_use.name}:")
-        )
+        outcome = await agent.toolset.execute(tool_use, run.ctx, timeout=agent.tool_timeout)
+        result = outcome.result
+        invalid = outcome.status is ToolStatus.INVALID_INPUT
         result = _guards.retry_budget(state, agent.tool_retries, tool_use, result, invalid, run.log)
     hook = agent.hooks.after_tool_call
     if hook is not None:

@@ -18,6 +18,7 @@ AgentKitError
 │   ├── APIConnectionError        the endpoint could not be reached / the connection broke
 │   │   └── APITimeoutError       no answer in time
 │   └── ProtocolError             a malformed body or a stream that ended early
+│       └── DuplicateToolUseIdError   one tool_use id twice in a turn (nothing ran)
 ├── ConfigurationError            bad client/agent settings (missing key, bad base URL, ...)
 ├── ToolDefinitionError           a function that cannot become a tool (raised at decoration)
 ├── ToolError                     raised *by a tool* to send an error result the model can act on
@@ -29,7 +30,8 @@ AgentKitError
     ├── RefusalError
     ├── ToolInputTruncatedError
     ├── ToolLoopError
-    └── OutputValidationError
+    ├── OutputValidationError
+    └── RunTimeoutError           the run went past its run_timeout
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "BillingError",
     "ConfigurationError",
     "ConflictError",
+    "DuplicateToolUseIdError",
     "GatewayTimeoutError",
     "HistoryError",
     "InternalServerError",
@@ -64,6 +67,7 @@ __all__ = [
     "RateLimitError",
     "RefusalError",
     "RequestTooLargeError",
+    "RunTimeoutError",
     "TokenBudgetExceeded",
     "ToolDefinitionError",
     "ToolError",
@@ -226,6 +230,15 @@ class ProtocolError(APIError):
         self.error_type = error_type
 
 
+class DuplicateToolUseIdError(ProtocolError):
+    """The model's turn gave two ``tool_use`` blocks the same id (``tool_use_id``): no call of that turn
+    ran and the turn was not kept, so the conversation stays valid to continue."""
+
+    def __init__(self, message: str, *, tool_use_id: str, request_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id)
+        self.tool_use_id = tool_use_id
+
+
 class ToolDefinitionError(AgentKitError, TypeError):
     """A function cannot become a tool; raised when it is decorated, naming the function and the fix."""
 
@@ -290,6 +303,11 @@ class ToolLoopError(AgentRunError):
 
 class OutputValidationError(AgentRunError):
     """The model's structured output still failed validation after the allowed retries."""
+
+
+class RunTimeoutError(AgentRunError):
+    """The run went past its ``run_timeout`` (seconds, the whole run). The request or the tool calls
+    under way were stopped; every ``tool_use`` is answered, so ``messages`` is valid to continue."""
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -15,10 +15,13 @@ fails (errors, limits, cancellation):
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from . import _dispatch, _guards, _trace
 from ._context import RunContext
@@ -33,7 +36,15 @@ from ._events import (
     ToolUseStarted,
     TurnFinished,
 )
-from ._exceptions import AgentRunError, RefusalError, ToolInputTruncatedError, ToolLoopError
+from ._exceptions import (
+    AgentKitError,
+    AgentRunError,
+    DuplicateToolUseIdError,
+    RefusalError,
+    RunTimeoutError,
+    ToolInputTruncatedError,
+    ToolLoopError,
+)
 from ._output import NUDGE, OUTPUT_TOOL
 from ._state import OpenTurn, RunState
 from .types import Message, to_wire
@@ -105,7 +116,7 @@ class Finish:
 class Fail:
     """The run stops with this error."""
 
-    error: AgentRunError
+    error: AgentKitError
 
 
 NextStep = (
@@ -131,6 +142,7 @@ class _Run:
     __slots__ = (
         "agent",
         "ctx",
+        "deadline",
         "emit",
         "log",
         "parallel_disabled",
@@ -154,6 +166,8 @@ class _Run:
         )
         self.emit = emit
         self.streaming = streaming
+        # anyio clock time when the run must stop (run_timeout); set when the run starts
+        self.deadline = math.inf
         self.verbose = _trace.info_enabled(self.log)
         tool_choice = agent.tool_choice
         self.parallel_disabled = bool(tool_choice and tool_choice.get("disable_parallel_tool_use"))
@@ -215,6 +229,17 @@ def _after_response(run: _Run, message: Message) -> NextStep:
     stop = message.stop_reason
     if stop == "pause_turn":
         return KeepPaused(message)
+    duplicate = _duplicate_id(message)
+    if duplicate is not None:  # refused before anything runs; the turn is not kept
+        _trace.duplicate_tool_use_id(run.log, state.turns, duplicate)
+        return Fail(
+            DuplicateToolUseIdError(
+                f"the model's turn used the tool_use id {duplicate!r} more than once; none of its "
+                "calls ran and the turn was not kept",
+                tool_use_id=duplicate,
+                request_id=message.request_id,
+            )
+        )
     if stop == "refusal":  # the refused turn is not kept: the history ends with the user's turn
         details = getattr(message, "stop_details", None) or {}
         explanation = details.get("explanation") if isinstance(details, dict) else None
@@ -246,89 +271,28 @@ def _after_response(run: _Run, message: Message) -> NextStep:
 
 
 async def drive(run: _Run) -> RunResult[Any]:
-    """Carry out steps until the run finishes, pauses for approval or fails."""
-    state, agent, transcript = run.state, run.agent, run.transcript
+    """Run until the run finishes, pauses for approval or fails, within the agent's ``run_timeout``."""
+    state, agent = run.state, run.agent
     started = time.perf_counter()
+    history = len(run.transcript.wire) - 1
+    resumed = None if state.turns == 0 else state.step
     _trace.run_start(
-        run.log,
-        tools=len(agent.toolset),
-        max_turns=agent.max_turns,
-        history=len(transcript.wire) - 1,
-        resumed=None if state.turns == 0 else state.step,
+        run.log, tools=len(agent.toolset), max_turns=agent.max_turns, history=history, resumed=resumed
     )
-    last: Message | str | None = None
     try:
-        step = decide(run, None)
-        while True:
-            match step:
-                case RequestModel():
-                    await _checkpoint(run, "request")
-                    last = await _request(run)
-                    step = decide(run, last)
-                case RunTools(None):
-                    assert state.open_turn is not None  # decide() returns RunTools(None) for it
-                    await _checkpoint(run, "tools")
-                    await _dispatch.dispatch(run, state.open_turn)
-                    step = decide(run, CALLS_ANSWERED)
-                case RunTools(Message() as message):
-                    invalid = {i.id: i.raw for i in message.invalid_tool_inputs}
-                    turn = OpenTurn(assistant_blocks(message), _content(message), _take_pause(state), invalid)
-                    state.open_turn = turn
-                    await _dispatch.gate(run, turn)
-                    step = RunTools(None)
-                case KeepPaused(message):
-                    transcript.append_assistant(assistant_blocks(message), _content(message), merge=True)
-                    state.pause_pending = True
-                    step = decide(run, None)
-                case AnswerTruncated(message, error):
-                    reason = (
-                        f"not run: the response hit {message.stop_reason} while writing this call, so its "
-                        "input may be incomplete. Call it again with a shorter input, or split the work."
-                    )
-                    results = [_dispatch.error_result(t.id, reason) for t in message.tool_uses]
-                    transcript.commit_turn(
-                        assistant_blocks(message), _content(message), results, merge=_take_pause(state)
-                    )
-                    step = Fail(error) if error is not None else decide(run, None)
-                case RetryOutput(message):
-                    if message is not None:
-                        transcript.append_assistant(
-                            assistant_blocks(message), _content(message), merge=_take_pause(state)
-                        )
-                    transcript.append_user_text(NUDGE)
-                    if not agent._thinking_on:
-                        state.tool_choice = {"type": "tool", "name": OUTPUT_TOOL}
-                    step = decide(run, None)
-                case WrapUp(limit):
-                    state.limit_hit = limit
-                    transcript.append_user_text(_guards.WRAP_UP_PROMPT)
-                    state.tool_choice = {"type": "none"}
-                    step = RequestModel()
-                case AwaitApproval():
-                    await _checkpoint(run, "awaiting_approval")
-                    result = _result(run, "awaiting_approval", last)
-                    _trace.run_end(
-                        run.log,
-                        outcome="awaiting_approval",
-                        state=state,
-                        duration=time.perf_counter() - started,
-                    )
-                    break
-                case Finish(message):
-                    if message is not None:
-                        transcript.append_assistant(
-                            assistant_blocks(message), _content(message), merge=_take_pause(state)
-                        )
-                    await _checkpoint(run, "completed")
-                    result = _result(run, "completed", last)
-                    outcome = "limit" if state.limit_hit else "completed"
-                    _trace.run_end(
-                        run.log, outcome=outcome, state=state, duration=time.perf_counter() - started
-                    )
-                    break
-                case Fail(error):
-                    error.messages, error.usage = state.messages, state.usage  # the history as it ends
-                    raise error
+        if agent.run_timeout is None:  # no cancel scope without a deadline: it costs on every await
+            result = await _steps(run)
+        else:
+            run.deadline = anyio.current_time() + agent.run_timeout
+            with anyio.move_on_at(run.deadline) as scope:
+                result = await _steps(run)
+            if scope.cancelled_caught:
+                _trace.run_timeout(run.log, state.turns, agent.run_timeout)
+                raise RunTimeoutError(
+                    f"the run went past its run_timeout={agent.run_timeout:g}s",
+                    messages=state.messages,
+                    usage=state.usage,
+                )
     except BaseException as exc:
         _trace.run_end(
             run.log,
@@ -338,9 +302,77 @@ async def drive(run: _Run) -> RunResult[Any]:
             error=exc,
         )
         raise
+    outcome = result.status if result.status != "completed" else "limit" if state.limit_hit else "completed"
+    _trace.run_end(run.log, outcome=outcome, state=state, duration=time.perf_counter() - started)
     if run.emit is not None:
         await run.emit(RunFinished(turn=state.turns, result=result))
     return result
+
+
+async def _steps(run: _Run) -> RunResult[Any]:
+    """Carry out steps, each in one place, until the run finishes or pauses (errors raise)."""
+    state, agent, transcript = run.state, run.agent, run.transcript
+    last: Message | str | None = None
+    step = decide(run, None)
+    while True:
+        match step:
+            case RequestModel():
+                await _checkpoint(run, "request")
+                last = await _request(run)
+                step = decide(run, last)
+            case RunTools(None):
+                assert state.open_turn is not None  # decide() returns RunTools(None) for it
+                await _checkpoint(run, "tools")
+                await _dispatch.dispatch(run, state.open_turn)
+                step = decide(run, CALLS_ANSWERED)
+            case RunTools(Message() as message):
+                invalid = {i.id: i.raw for i in message.invalid_tool_inputs}
+                turn = OpenTurn(assistant_blocks(message), _content(message), _take_pause(state), invalid)
+                state.open_turn = turn
+                await _dispatch.gate(run, turn)
+                step = RunTools(None)
+            case KeepPaused(message):
+                transcript.append_assistant(assistant_blocks(message), _content(message), merge=True)
+                state.pause_pending = True
+                step = decide(run, None)
+            case AnswerTruncated(message, error):
+                reason = (
+                    f"not run: the response hit {message.stop_reason} while writing this call, so its "
+                    "input may be incomplete. Call it again with a shorter input, or split the work."
+                )
+                results = [_dispatch.error_result(t.id, reason) for t in message.tool_uses]
+                transcript.commit_turn(
+                    assistant_blocks(message), _content(message), results, merge=_take_pause(state)
+                )
+                step = Fail(error) if error is not None else decide(run, None)
+            case RetryOutput(message):
+                if message is not None:
+                    transcript.append_assistant(
+                        assistant_blocks(message), _content(message), merge=_take_pause(state)
+                    )
+                transcript.append_user_text(NUDGE)
+                if not agent._thinking_on:
+                    state.tool_choice = {"type": "tool", "name": OUTPUT_TOOL}
+                step = decide(run, None)
+            case WrapUp(limit):
+                state.limit_hit = limit
+                transcript.append_user_text(_guards.WRAP_UP_PROMPT)
+                state.tool_choice = {"type": "none"}
+                step = RequestModel()
+            case AwaitApproval():
+                await _checkpoint(run, "awaiting_approval")
+                return _result(run, "awaiting_approval", last)
+            case Finish(message):
+                if message is not None:
+                    transcript.append_assistant(
+                        assistant_blocks(message), _content(message), merge=_take_pause(state)
+                    )
+                await _checkpoint(run, "completed")
+                return _result(run, "completed", last)
+            case Fail(error):
+                if isinstance(error, AgentRunError):  # the history as it ends
+                    error.messages, error.usage = state.messages, state.usage
+                raise error
 
 
 async def _checkpoint(run: _Run, step: Any) -> None:
@@ -433,6 +465,16 @@ def _result(run: _Run, status: Any, last: Message | str | None) -> RunResult[Any
 
 def _content(message: Message) -> list[dict[str, Any]]:
     return [to_wire(b) for b in assistant_blocks(message)]
+
+
+def _duplicate_id(message: Message) -> str | None:
+    """The first ``tool_use`` id that appears twice in the message, else None."""
+    seen: set[str] = set()
+    for tool_use in message.tool_uses:
+        if tool_use.id in seen:
+            return tool_use.id
+        seen.add(tool_use.id)
+    return None
 
 
 def _take_pause(state: RunState) -> bool:

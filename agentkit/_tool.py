@@ -7,30 +7,27 @@ the model can read and act on. Cancellation always propagates.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import inspect
 import json
-import mimetypes
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
 
 import anyio
-import anyio.to_thread
-import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from . import _validate
 from ._context import RunContext
-from ._exceptions import ToolDefinitionError, ToolError
+from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
-from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock
+from ._tool_result import Image, UnserialisableError, to_content, truncate
+from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
+from .types import ToolResultBlock, ToolUseBlock
 
-__all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "Toolset", "tool"]
+__all__ = ["DEFAULT_MAX_RESULT_CHARS", "Image", "Tool", "ToolOutcome", "ToolStatus", "Toolset", "tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,49 +38,12 @@ DEFAULT_MAX_RESULT_CHARS = 100_000
 CacheControlArg: TypeAlias = bool | Mapping[str, Any]
 ApprovalArg: TypeAlias = bool | Callable[[dict[str, Any]], bool]
 _EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
-_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
-_ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
-_result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
 _MAX_EXCEPTION_CHARS = 2_000
 _UNBOUND: Any = object()
 
 
 def _logger() -> Any:
     return get_logger("agentkit.tool")
-
-
-# --- images ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Image:
-    """An image a tool returns to the model (sent as a base64 image block).
-
-    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
-    """
-
-    data: bytes
-    media_type: str = "image/png"
-
-    def __post_init__(self) -> None:
-        if self.media_type not in _IMAGE_MEDIA_TYPES:
-            raise ValueError(
-                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
-            )
-
-    @classmethod
-    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
-        """Read an image file; the media type is guessed from the extension unless given."""
-        path = Path(path)
-        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
-        return cls(path.read_bytes(), kind)
-
-    def to_block(self) -> ImageBlock:
-        """The image as an ``image`` content block."""
-        return ImageBlock(
-            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
-        )
 
 
 # --- the decorator -----------------------------------------------------------------------------
@@ -310,70 +270,103 @@ class Tool(Generic[P, R]):
     # -- running ---------------------------------------------------------------------------------
 
     async def run(
-        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ToolResultBlock:
         """Validate the call's input, run the function and return its ``tool_result`` block.
 
         Invalid input, a :class:`ToolError`, any other exception, an unserialisable return value and a
         timeout all become ``is_error`` results (exception tracebacks go to the ``tool.error`` log, not
-        to the model). Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+        to the model). Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate. ``timeout``
+        applies when the tool has none of its own. :meth:`execute` also says how the call ended.
+        """
+        return (await self.execute(tool_use, ctx, timeout=timeout)).result
+
+    async def execute(
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ToolOutcome:
+        """:meth:`run`, returning the result with its :class:`ToolStatus` (ok, invalid input, error,
+        timed out).
+
+        The timeout (the tool's own, else ``timeout``) covers the whole call: waiting for a worker
+        thread, the function, and collecting an iterator it returns. A sync function still running at
+        the timeout is abandoned (its thread keeps its :func:`tool_thread_limiter` token until it ends).
         """
         tool_use_id, _, raw_input = _unpack(tool_use)
         if self._receiver == "self" and self._bound is _UNBOUND:
             raise TypeError(
                 f"{self.name}: a method tool must be run from an instance (obj.{self._attr_name}.run)"
             )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ConfigurationError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
         if not isinstance(raw_input, Mapping):
-            return _error(
+            return _outcome(
                 tool_use_id,
                 f"Invalid input for {self.name}: expected a JSON object, got {_json_type(raw_input)}",
+                ToolStatus.INVALID_INPUT,
             )
         try:
             validated = self._schema.validate(raw_input)
         except ValidationError as exc:
-            return _error(tool_use_id, format_validation_error(self.name, exc))
+            return _outcome(tool_use_id, format_validation_error(self.name, exc), ToolStatus.INVALID_INPUT)
 
         context = self._call_context(ctx, tool_use_id) if self._schema.wants_context else None
         args, kwargs = self._schema.arguments(validated, context)
         log = getattr(ctx, "log", None) or _logger()
-        scope: anyio.CancelScope | None = None
+        limit = self.timeout if self.timeout is not None else timeout
+        value: Any = None
         try:
-            if self.timeout is None:  # no cancel scope when there is no deadline: it costs on every call
+            if limit is None:  # no cancel scope when there is no deadline: it costs on every call
                 value = await self._invoke(args, kwargs)
             else:
-                with anyio.fail_after(self.timeout) as scope:
+                with anyio.move_on_after(limit) as scope:
                     value = await self._invoke(args, kwargs)
+                if scope.cancelled_caught:
+                    log.warning("tool.timeout", tool=self.name, tool_use_id=tool_use_id, timeout=limit)
+                    return _outcome(tool_use_id, f"tool timed out after {limit:g}s", ToolStatus.TIMED_OUT)
         except Exception as exc:
             problem = _single(exc)
             if isinstance(problem, ToolError):
-                return _error(tool_use_id, problem.message)
-            if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
-                log.warning("tool.timeout", tool=self.name, tool_use_id=tool_use_id, timeout=self.timeout)
-                return _error(tool_use_id, f"tool timed out after {self.timeout:g}s")
+                return _outcome(tool_use_id, problem.message, ToolStatus.ERROR)
             log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, exc_info=exc)
-            return _error(tool_use_id, _describe_exception(problem))
+            return _outcome(tool_use_id, _describe_exception(problem), ToolStatus.ERROR)
 
         try:
-            content = _to_content(value, self.max_result_chars)
-        except _UnserialisableError as exc:
+            content = to_content(value, self.max_result_chars)
+        except UnserialisableError as exc:
             log.error("tool.error", tool=self.name, tool_use_id=tool_use_id, error=str(exc))
-            return _error(
-                tool_use_id, f"tool returned an unserialisable value of type {type(value).__name__}"
+            problem_text = (
+                "tool returned an iterator with unserialisable items"
+                if isinstance(value, Collected)
+                else f"tool returned an unserialisable value of type {type(value).__name__}"
             )
-        return ToolResultBlock(tool_use_id=tool_use_id, content=content)
+            return _outcome(tool_use_id, problem_text, ToolStatus.ERROR)
+        return ToolOutcome(ToolResultBlock(tool_use_id=tool_use_id, content=content), ToolStatus.OK)
 
     async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self._receiver is not None:
             args = [self._bound, *args]
+        cap = self.max_result_chars
         if self.is_async:
-            value = await self._fn(*args, **kwargs)
+            value = self._fn(*args, **kwargs)  # an async generator function returns its iterator
         else:
-            # Boxed, so a sync wrapper that returns a coroutine works on trio too (trio refuses those).
-            (value,) = await anyio.to_thread.run_sync(
-                functools.partial(_boxed, self._fn, args, kwargs), abandon_on_cancel=self.timeout is not None
-            )
-        if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+            value = await run_in_thread(functools.partial(self._fn, *args, **kwargs), cap)
+        if inspect.isawaitable(value):  # a coroutine, or a sync wrapper around a coroutine function
             value = await value
+        if isinstance(value, AsyncIterator):
+            return await collect_async(value, cap)
+        if isinstance(value, Iterator):  # returned by an async function: collected in a thread too
+            iterator = value
+            return await run_in_thread(lambda: iterator, cap)
         return value
 
     def _call_context(self, ctx: RunContext[Any] | None, tool_use_id: str) -> RunContext[Any]:
@@ -483,32 +476,41 @@ class Toolset:
         return list(cached)
 
     async def run(
-        self, tool_use: ToolUseBlock | Mapping[str, Any], ctx: RunContext[Any] | None = None
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ToolResultBlock:
-        """Run the tool the call names; an unknown name gives an error result listing the available tools."""
+        """Run the tool the call names; an unknown name gives an error result listing the available tools.
+        ``timeout`` applies to tools without a timeout of their own."""
+        return (await self.execute(tool_use, ctx, timeout=timeout)).result
+
+    async def execute(
+        self,
+        tool_use: ToolUseBlock | Mapping[str, Any],
+        ctx: RunContext[Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ToolOutcome:
+        """:meth:`run`, returning the result with its :class:`ToolStatus` (see :meth:`Tool.execute`)."""
         tool_use_id, name, _ = _unpack(tool_use)
         found = self._tools.get(name)
         if found is None:
             available = ", ".join(self._tools) or "(none)"
-            return _error(tool_use_id, f"Unknown tool {name!r}. Available tools: {available}")
-        return await found.run(tool_use, ctx)
+            return _outcome(
+                tool_use_id, f"Unknown tool {name!r}. Available tools: {available}", ToolStatus.UNKNOWN_TOOL
+            )
+        return await found.execute(tool_use, ctx, timeout=timeout)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-class _UnserialisableError(Exception):
-    pass
 
 
 def _where(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}.{name}" if module else str(name)
-
-
-def _boxed(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[Any]:
-    return (fn(*args, **kwargs),)
 
 
 def _is_method(fn: Callable[..., Any]) -> bool:
@@ -530,10 +532,14 @@ def _is_method(fn: Callable[..., Any]) -> bool:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
+    return (
+        not inspect.isfunction(fn)
+        and call is not None
+        and (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
+    )
 
 
 def _cache_control_dict(value: CacheControlArg) -> dict[str, Any] | None:
@@ -561,6 +567,10 @@ def _error(tool_use_id: str, text: str) -> ToolResultBlock:
     return ToolResultBlock(tool_use_id=tool_use_id, content=text, is_error=True)
 
 
+def _outcome(tool_use_id: str, text: str, status: ToolStatus) -> ToolOutcome:
+    return ToolOutcome(_error(tool_use_id, text), status)
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -585,64 +595,4 @@ def _single(exc: BaseException) -> BaseException:
 def _describe_exception(exc: BaseException) -> str:
     message = str(exc).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return _truncate(text, _MAX_EXCEPTION_CHARS)
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n…[truncated: {len(text) - limit} more characters]"
-
-
-def _as_block(value: Any, limit: int) -> _ResultBlock | None:
-    if isinstance(value, Image):
-        return value.to_block()
-    if isinstance(value, TextBlock):
-        if len(value.text) > limit:
-            return value.model_copy(update={"text": _truncate(value.text, limit)})
-        return value
-    if isinstance(value, ImageBlock | DocumentBlock):
-        return value
-    if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
-        try:
-            block = _result_block_adapter.validate_python(value)
-        except ValidationError:
-            return None
-        return _as_block(block, limit)
-    return None
-
-
-def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
-    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
-    blocks: list[_ResultBlock] = []
-    has_block = False
-    for value in values:
-        if isinstance(value, str):
-            blocks.append(TextBlock(text=_truncate(value, limit)))
-            continue
-        block = _as_block(value, limit)
-        if block is None:
-            return None
-        has_block = True
-        blocks.append(block)
-    return blocks if has_block else None
-
-
-def _to_content(value: Any, limit: int) -> str | list[Any] | None:
-    """Convert a tool's return value to ``tool_result`` content."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _truncate(value, limit)
-    block = _as_block(value, limit)
-    if block is not None:
-        return [block]
-    if isinstance(value, list | tuple) and value:
-        blocks = _as_blocks(value, limit)
-        if blocks is not None:
-            return list(blocks)
-    try:
-        text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
-    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
-        raise _UnserialisableError(str(exc)) from exc
-    return _truncate(text, limit)
+    return truncate(text, _MAX_EXCEPTION_CHARS)

@@ -147,3 +147,15 @@ def tool_retries(log: Any, tool_use: ToolUseBlock, failures: int) -> None:
 
 def history_error(log: Any, exc: BaseException) -> None:
     log.error("guard.history", error=str(exc), index=getattr(exc, "index", None))
+
+
+def tool_calls_capped(log: Any, turn: int, requested: int, limit: int) -> None:
+    log.warning("guard.tool_calls", turn=turn, requested=requested, limit=limit)
+
+
+def duplicate_tool_use_id(log: Any, turn: int, tool_use_id: str) -> None:
+    log.warning("guard.duplicate_tool_use_id", turn=turn, tool_use_id=tool_use_id)
+
+
+def run_timeout(log: Any, turns: int, timeout: float | None) -> None:
+    log.warning("guard.run_timeout", turns=turns, run_timeout=timeout)

@@ -112,3 +112,23 @@ async def test_retry_budget_and_truncation_guards_are_traced() -> None:
     with LocalServer(policy=script) as server, capture_logs() as logs:
         await make_agent(server, tool_retries=1, on_truncated_tool_use="continue").run("go")
     assert guard_events(logs) == ["guard.tool_retries", "guard.truncated_tool_use"]
+
+
+async def test_call_cap_duplicate_id_and_run_deadline_guards_are_traced() -> None:
+    from agentkit import DuplicateToolUseIdError, RunTimeoutError
+
+    many = reply.tool_uses([("get_weather", {"city": f"c{n}"}) for n in range(3)])
+    twice = reply.tool_uses(
+        [("get_weather", {"city": "a"}, "toolu_x"), ("get_weather", {"city": "b"}, "toolu_x")]
+    )
+    with LocalServer(policy=Script([many, reply.text("ok")])) as server, capture_logs() as logs:
+        await make_agent(server, max_tool_calls_per_turn=2).run("go")
+    assert guard_events(logs) == ["guard.tool_calls"]
+    with LocalServer(policy=Script([twice])) as server, capture_logs() as logs:
+        with pytest.raises(DuplicateToolUseIdError):
+            await make_agent(server).run("go")
+    assert guard_events(logs) == ["guard.duplicate_tool_use_id"]
+    with LocalServer(policy=Script([reply.ping_forever()])) as server, capture_logs() as logs:
+        with pytest.raises(RunTimeoutError):
+            await make_agent(server, run_timeout=0.3).run("go")
+    assert guard_events(logs) == ["guard.run_timeout"]

@@ -1,0 +1,129 @@
+"""A tool's return value as ``tool_result`` content: text (capped), images, content blocks, JSON."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import mimetypes
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from ._tool_run import Collected
+from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock
+
+__all__ = ["Image", "UnserialisableError", "to_content", "truncate"]
+
+_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
+_ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
+_result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Image:
+    """An image a tool returns to the model (sent as a base64 image block).
+
+    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
+    """
+
+    data: bytes
+    media_type: str = "image/png"
+
+    def __post_init__(self) -> None:
+        if self.media_type not in _IMAGE_MEDIA_TYPES:
+            raise ValueError(
+                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
+            )
+
+    @classmethod
+    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
+        """Read an image file; the media type is guessed from the extension unless given."""
+        path = Path(path)
+        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
+        return cls(path.read_bytes(), kind)
+
+    def to_block(self) -> ImageBlock:
+        """The image as an ``image`` content block."""
+        return ImageBlock(
+            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
+        )
+
+
+class UnserialisableError(Exception):
+    """The return value cannot be turned into ``tool_result`` content."""
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n…[truncated: {len(text) - limit} more characters]"
+
+
+def _as_block(value: Any, limit: int) -> _ResultBlock | None:
+    if isinstance(value, Image):
+        return value.to_block()
+    if isinstance(value, TextBlock):
+        if len(value.text) > limit:
+            return value.model_copy(update={"text": truncate(value.text, limit)})
+        return value
+    if isinstance(value, ImageBlock | DocumentBlock):
+        return value
+    if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
+        try:
+            block = _result_block_adapter.validate_python(value)
+        except ValidationError:
+            return None
+        return _as_block(block, limit)
+    return None
+
+
+def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
+    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
+    blocks: list[_ResultBlock] = []
+    has_block = False
+    for value in values:
+        if isinstance(value, str):
+            blocks.append(TextBlock(text=truncate(value, limit)))
+            continue
+        block = _as_block(value, limit)
+        if block is None:
+            return None
+        has_block = True
+        blocks.append(block)
+    return blocks if has_block else None
+
+
+def to_content(value: Any, limit: int) -> str | list[Any] | None:
+    """Convert a tool's return value to ``tool_result`` content."""
+    if value is None:
+        return None
+    if isinstance(value, Collected):  # an iterator's items: strings are joined, anything else a list
+        if not value.items:
+            return None
+        if all(isinstance(item, str) for item in value.items):
+            text = "".join(value.items)
+            if value.cut:
+                return f"{text[:limit]}\n…[truncated: output stopped at {limit} characters]"
+            return truncate(text, limit)
+        return to_content(value.items, limit)
+    if isinstance(value, str):
+        return truncate(value, limit)
+    block = _as_block(value, limit)
+    if block is not None:
+        return [block]
+    if isinstance(value, list | tuple) and value:
+        blocks = _as_blocks(value, limit)
+        if blocks is not None:
+            return list(blocks)
+    try:
+        text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
+        raise UnserialisableError(str(exc)) from exc
+    return truncate(text, limit)
