@@ -8,6 +8,7 @@ with timing bounds.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -149,7 +150,8 @@ async def test_retry_budget_reads_the_outcome_not_the_message_text() -> None:
 def test_new_agent_options_reject_bad_values_naming_them(option: str, value: Any) -> None:
     from agentkit import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=rf"{option} must be a positive .* not {value!r}"):
+    expected = rf"Agent\({option}=\.\.\.\): got {re.escape(repr(value))}; expected a positive"
+    with pytest.raises(ConfigurationError, match=expected):
         Agent(Client(api_key=KEY, base_url="http://127.0.0.1:9"), model=MODEL, **{option: value})
 
 
