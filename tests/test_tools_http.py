@@ -25,6 +25,8 @@ DNS = {
     "intranet.example": ["192.168.1.1"],
     "v6loop.example": ["::1"],
     "mapped.example": ["::ffff:10.0.0.1"],
+    "sixtofour.example": ["2002:7f00:1::1"],
+    "isatap.example": ["2606:4700::5efe:c0a8:1"],
     "redirector.example": ["93.184.216.35"],
 }
 
@@ -76,6 +78,17 @@ def never_called(request: httpx2.Request) -> httpx2.Response:
         "http://[fe80::1]/",
         "http://[fc00::1]/",
         "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of the cloud metadata address
+        "http://[64:ff9b:1::7f00:1]/",  # local-use NAT64 prefix (RFC 8215)
+        "http://[2002:7f00:1::1]/",  # 6to4 embedding 127.0.0.1
+        "http://[2002:a00:1::]/",  # 6to4 embedding 10.0.0.1
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4 embedding 169.254.169.254
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+        "http://[::ffff:0:7f00:1]/",  # IPv4-translated (SIIT) 127.0.0.1
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1 (XOR-ed)
+        "http://[2001:0:4136:e378:8000:63bf:a247:27dd]/",  # Teredo, any client: never fetched
+        "http://[2606:4700::5efe:7f00:1]/",  # ISATAP interface id embedding 127.0.0.1
+        "http://[2606:4700::200:5efe:a00:1]/",  # ISATAP (universal bit) embedding 10.0.0.1
         "http://0.0.0.0/",
         "http://[::]/",
         "http://224.0.0.1/",
@@ -87,6 +100,8 @@ def never_called(request: httpx2.Request) -> httpx2.Response:
         "http://intranet.example/",
         "http://v6loop.example/",
         "http://mapped.example/",
+        "http://sixtofour.example/",
+        "http://isatap.example/",
     ],
 )
 async def test_internal_destinations_refused(url: str) -> None:
@@ -365,12 +380,22 @@ def test_is_internal_address_table() -> None:
     assert not is_internal_address("93.184.216.34")
     assert not is_internal_address("2606:4700:4700::1111")
     assert not is_internal_address("64:ff9b::5db8:d822")  # NAT64 of a public address
+    assert not is_internal_address("2002:5db8:d822::1")  # 6to4 of a public address
+    assert not is_internal_address("2606:4700::5efe:5db8:d822")  # ISATAP id of a public address
     for address in [
         "127.0.0.1",
         "10.0.0.1",
         "::1",
         "::ffff:192.168.0.1",
         "fe80::1%eth0",
+        "2002:7f00:1::1",
+        "2002:c0a8:101::",
+        "2002:6440:1::1",  # 6to4 of 100.64.0.1 (shared address space)
+        "::a00:1",
+        "64:ff9b:1::5db8:d822",
+        "2001::1",
+        "2606:4700::5efe:7f00:1",
+        "2606:4700::300:5efe:a9fe:a9fe",
         "ff02::1",
         "not-an-ip",
     ]:

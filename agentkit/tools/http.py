@@ -5,8 +5,9 @@ Rules applied by :class:`HttpFetcher` (and the module-level :func:`fetch_url` to
 * only ``http`` and ``https`` URLs, without user info;
 * the host name is resolved first (``anyio.getaddrinfo`` or an injected resolver) and the request is
   refused if ANY resolved address is loopback, private, link-local, multicast, reserved, unspecified,
-  shared (CGNAT) or otherwise not globally routable -- IPv4 and IPv6, including IPv4-mapped and
-  NAT64 (``64:ff9b::/96``) IPv6 addresses;
+  shared (CGNAT) or otherwise not globally routable -- IPv4 and IPv6, including IPv6 addresses that
+  embed an internal IPv4 address (IPv4-mapped, NAT64, 6to4, ISATAP; Teredo and IPv4-compatible
+  addresses are always refused);
 * the connection is pinned to a checked address: the request goes to that IP with the original
   ``Host`` header, and for ``https`` the original name is used for SNI and certificate verification
   (httpcore's ``sni_hostname`` extension), so a DNS answer that changes between check and connect
@@ -65,23 +66,49 @@ _TEXT_TYPES = frozenset(
     }
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the IPv4 position varies
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+_TEREDO = ipaddress.ip_network("2001::/32")
+_ISATAP_ID = 0x00005EFE  # interface id 0000:5efe:a.b.c.d (u/g bits masked off)
 _BLOCKED_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
+def _translated_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a translated IPv6 address (mapped, NAT64, 6to4) really goes to, if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour  # 2002:AABB:CCDD::/48 routes to AA.BB.CC.DD
+
+
+def _isatap_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address in an ISATAP interface id (``...:0:5efe:a.b.c.d``, any /64 prefix)."""
+    if (int(ip) >> 32) & 0xFCFFFFFF == _ISATAP_ID:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_internal_address(address: str) -> bool:
-    """Whether ``address`` (an IP string) is anything but a public unicast address."""
+    """Whether ``address`` (an IP string) is anything but a public unicast address.
+
+    IPv6 addresses that carry an IPv4 address (IPv4-mapped, NAT64 ``64:ff9b::/96``, 6to4
+    ``2002::/16``, ISATAP interface ids) are judged by that IPv4 address; IPv4-compatible ``::/96``,
+    Teredo ``2001::/32`` and local-use NAT64 ``64:ff9b:1::/48`` are always internal.
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return True  # not an IP we understand: treat as unsafe
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:  # the IPv4 address is where the packets really go
-            return is_internal_address(str(embedded))
-        if ip.is_site_local:
+        if ip in _IPV4_COMPATIBLE or ip in _TEREDO or ip in _NAT64_LOCAL or ip.is_site_local:
             return True
+        translated = _translated_ipv4(ip)
+        if translated is not None:  # the IPv4 address is where the packets really go
+            return is_internal_address(str(translated))
+        isatap = _isatap_ipv4(ip)
+        if isatap is not None and is_internal_address(str(isatap)):
+            return True  # the tunnel endpoint is internal (the IPv6 prefix is checked below too)
     return (
         ip.is_loopback
         or ip.is_private
