@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import httpx2
 import pytest
 
@@ -252,6 +254,109 @@ async def test_html_becomes_text() -> None:
     assert "one\ntwo" in text
     assert "alert" not in text
     assert "color:red" not in text
+
+
+async def test_html_text_keeps_structure_and_entities() -> None:
+    markup = (
+        "<html><head><title>T &amp; U</title><meta charset='punycode'></head><body>"
+        "<nav>Home</nav><!-- a comment --><div>caf&eacute; <b>bold</b>&nbsp;end</div>"
+        "<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"
+        "<noscript>no script</noscript><template>tpl</template><svg><text>svg text</text></svg>"
+        "<p>tail</p></body></html>"
+    )
+    text = await fetcher(page(markup, "text/html; charset=utf-8")).fetch("http://example.com/")
+    assert text.splitlines() == ["# T & U", "", "Home", "caf\u00e9 bold end", "a b", "c", "tail"]
+
+
+async def test_unlabelled_html_is_detected_and_empty_html_is_empty() -> None:
+    text = await fetcher(page("  <!DOCTYPE html><p>x &lt; y</p>", "")).fetch("http://example.com/")
+    assert text == "x < y"
+    assert await fetcher(page("<!-- only a comment -->", "text/html")).fetch("http://example.com/") == ""
+
+
+async def _hold_all_worker_threads() -> tuple[anyio.CapacityLimiter, list[object]]:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    for holder in holders:
+        await limiter.acquire_on_behalf_of(holder)
+    return limiter, holders
+
+
+@pytest.mark.parametrize(
+    ("hostile", "content_type"),
+    [
+        ("<p>intro</p>" + "<a" * 50_000, "text/html"),  # html.parser: 4.7 s on the loop
+        # punycode decoding is quadratic too: 0.5 s for these 100 KB, minutes for 2 MB
+        ("<p>intro</p>" + "a" * 50_000 + "-" + "a" * 50_000, "text/html; charset=punycode"),
+    ],
+)
+async def test_hostile_html_is_converted_off_the_event_loop(hostile: str, content_type: str) -> None:
+    # Every worker thread is taken, so the conversion has to wait for one: the heartbeat keeps
+    # ticking meanwhile (the loop is not frozen); a conversion on the loop would finish (after
+    # seconds of freeze) without ever waiting, and the heartbeat would count nothing.
+    limiter, holders = await _hold_all_worker_threads()
+    results: list[str] = []
+    ticks = 0
+
+    async def fetch() -> None:
+        results.append(await fetcher(page(hostile, content_type)).fetch("http://example.com/"))
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        try:
+            while not results and ticks < 50:
+                await anyio.lowlevel.checkpoint()
+                if limiter.statistics().tasks_waiting:
+                    ticks += 1
+        finally:
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            tg.start_soon(heartbeat)
+    assert ticks == 50
+    assert results[0].startswith("intro")
+
+
+async def test_conversion_is_under_the_fetch_deadline() -> None:
+    limiter, holders = await _hold_all_worker_threads()
+    try:
+        with anyio.fail_after(10), pytest.raises(ToolError, match=r"timed out after 0\.3 s"):
+            await fetcher(page("<p>never converted</p>", "text/html"), timeout=0.3).fetch(
+                "http://example.com/"
+            )
+    finally:
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
+
+
+@pytest.mark.parametrize(
+    "charset",
+    ["punycode", "idna", "unicode_escape", "raw_unicode_escape", "utf-7", "rot13", "base64", "hex", "x" * 99],
+)
+async def test_exotic_charsets_fall_back_to_utf8(charset: str) -> None:
+    body = "caf\u00e9 +AEE- \\u0041 xn--abc"
+    text = await fetcher(page(body, f"text/plain; charset={charset}")).fetch("http://example.com/")
+    assert text == body
+
+
+@pytest.mark.parametrize(
+    ("charset", "encoded"),
+    [
+        ("iso-8859-1", "caf\u00e9".encode("latin-1")),
+        ("windows-1251", "\u043c\u0438\u0440".encode("cp1251")),
+        ("shift_jis", "\u65e5\u672c".encode("shift_jis")),
+        ("UTF-16", "hi \u00e9".encode("utf-16")),
+    ],
+)
+async def test_real_text_encodings_are_honoured(charset: str, encoded: bytes) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": f"text/plain; charset={charset}"}
+        return httpx2.Response(200, content=encoded, headers=headers)
+
+    assert await fetcher(handler).fetch("http://example.com/") == encoded.decode(charset)
 
 
 async def test_json_is_returned_as_text() -> None:

@@ -14,7 +14,10 @@ Rules applied by :class:`HttpFetcher` (and the module-level :func:`fetch_url` to
   (DNS rebinding) cannot redirect the connection;
 * redirects are followed by hand (at most 5), each hop checked and pinned the same way;
 * the body is streamed and reading stops at ``max_bytes`` (compressed bodies are inflated with a
-  bounded decompressor); the whole fetch has a deadline; only textual content types are returned.
+  bounded decompressor); the whole fetch has a deadline; only textual content types are returned;
+* the body is decoded with the server's charset only if it is a real text encoding (UTF-8 with
+  replacement otherwise: ``punycode``, ``idna``, ``utf-7``, ... are not), and HTML is turned into text
+  with lxml (linear time) in a worker thread, under the same deadline.
 
 Residual risks: the environment's HTTP proxy settings are ignored (``trust_env=False``) on purpose;
 a fetch of a public address can still reach services that trust the caller's public IP; with an
@@ -23,20 +26,21 @@ injected ``transport`` the pinning depends on that transport honouring the reque
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from html.parser import HTMLParser
 from typing import Annotated
 
 import anyio
+import anyio.to_thread
 import httpx2
 from pydantic import Field
 
 from agentkit._exceptions import ToolError
 from agentkit._tool import tool
+
+from ._page_text import decode_body, html_to_text
 
 __all__ = ["HttpFetcher", "Resolver", "fetch_url", "is_internal_address"]
 
@@ -128,61 +132,6 @@ async def _system_resolver(host: str, port: int) -> list[str]:
         if ip not in addresses:
             addresses.append(ip)
     return addresses
-
-
-class _TextExtractor(HTMLParser):
-    """Readable text from HTML: drops scripts/styles, keeps line structure around block elements."""
-
-    _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
-    _BLOCK = frozenset(
-        {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-         "header", "footer", "pre", "blockquote", "table", "ul", "ol", "hr", "title", "main", "nav"}
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
-        self._skip_depth = 0
-        self.title = ""
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self._in_title = True
-        if tag in self._SKIP:
-            self._skip_depth += 1
-        elif tag in self._BLOCK:
-            self._parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        if tag in self._SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag in self._BLOCK:
-            self._parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        if not self._skip_depth:
-            self._parts.append(data)
-
-    def text(self) -> str:
-        lines = (" ".join(line.split()) for line in "".join(self._parts).splitlines())
-        return "\n".join(line for line in lines if line)
-
-
-def _html_to_text(markup: str) -> str:
-    parser = _TextExtractor()
-    try:
-        parser.feed(markup)
-        parser.close()
-    except Exception:  # a broken page: fall back to the raw text rather than fail
-        return html.unescape(markup)
-    body = parser.text()
-    title = " ".join(parser.title.split())
-    return f"# {title}\n\n{body}" if title and not body.startswith(title) else body
 
 
 class _BoundedDecoder:
@@ -406,15 +355,11 @@ class HttpFetcher:
         raw = bytes(body)
         if not media_type and b"\x00" in raw[:4096]:
             raise ToolError(f"{url} returned binary data; this tool only reads text documents.")
-        charset = response.charset_encoding or "utf-8"
-        try:
-            text = raw.decode(charset, errors="replace")
-        except LookupError:
-            text = raw.decode("utf-8", errors="replace")
-        if media_type in ("text/html", "application/xhtml+xml") or (
-            not media_type and text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
-        ):
-            text = _html_to_text(text)
+        # In a worker thread, under the fetch's deadline: decoding and parsing are linear (a 2 MB
+        # body takes milliseconds), and even those milliseconds stay off the event loop.
+        text = await anyio.to_thread.run_sync(
+            _body_text, raw, response.charset_encoding, media_type, abandon_on_cancel=True
+        )
         notes: list[str] = []
         if truncated:
             notes.append(f"the download stopped at the {self.max_bytes}-byte limit")
@@ -424,6 +369,15 @@ class HttpFetcher:
         if notes:
             text += f"\n\n[truncated: {'; '.join(notes)}]"
         return text
+
+
+def _body_text(raw: bytes, charset: str | None, media_type: str) -> str:
+    text = decode_body(raw, charset)
+    if media_type in ("text/html", "application/xhtml+xml") or (
+        not media_type and text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
+    ):
+        return html_to_text(text)
+    return text
 
 
 async def _no_more_chunks() -> AsyncIterator[bytes]:
