@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agentkit._exceptions import ToolError
@@ -203,3 +205,40 @@ async def test_tools_run_as_bound_methods(files: FileTools) -> None:
     schema = files.search_files.input_schema
     assert schema["required"] == ["query"]
     assert "self" not in schema["properties"]
+
+
+# --- hostile arguments ---------------------------------------------------------------------------
+
+
+def call(name: str, **input: object) -> dict[str, object]:
+    return {"type": "tool_use", "id": "toolu_hostile", "name": name, "input": input}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("[" * 50_000, r"pattern is 50000 characters long; at most 256"),  # fnmatch: ~1 minute
+        ("*" + "[!a" * 120, r"pattern is 361 characters long; at most 256"),
+        ("*a" * 17, r"pattern has 17 wildcards .*; at most 16"),
+        ("?" * 40, r"pattern has 40 wildcards .*; at most 16"),
+        ("[" * 17, r"pattern has 17 wildcards .*; at most 16"),
+    ],
+)
+async def test_list_files_pattern_is_bounded(files: FileTools, pattern: str, message: str) -> None:
+    with anyio.fail_after(20):
+        result = await files.list_files.run(call("list_files", pattern=pattern))
+    assert result.is_error
+    assert re.search(message, str(result.content)), result.content
+
+
+def test_list_files_pattern_at_the_limits_still_works(files: FileTools) -> None:
+    assert files.list_files(pattern="*" * 16 + ".py").splitlines()[0].startswith("src/main.py")
+    assert "No files matching" in files.list_files(pattern="x" * 256)
+
+
+async def test_search_query_is_bounded(files: FileTools) -> None:
+    result = await files.search_files.run(call("search_files", query="answer" * 1000))
+    assert result.is_error
+    assert "query is 6000 characters long; at most 1000" in str(result.content)
+    assert "answer" * 200 not in str(result.content)  # the query is not echoed back
+    assert files.search_files("z" * 1000).startswith("No matches")  # at the limit: searched

@@ -29,6 +29,11 @@ _SNIFF_BYTES = 8192
 _MAX_LIST = 1000
 _MAX_SCAN_FILES = 5000
 _MAX_LINE_CHARS = 200
+# fnmatch's translation is quadratic in unclosed '[' (50,000 of them: about a minute, in a worker
+# thread that cannot be cancelled); a real glob is short and has few wildcards.
+_MAX_PATTERN_CHARS = 256
+_MAX_PATTERN_WILDCARDS = 16
+_MAX_QUERY_CHARS = 1000
 
 
 class FileTools:
@@ -127,12 +132,11 @@ class FileTools:
         Args:
             path: Directory relative to the project root; "." is the root itself.
             pattern: Glob to filter by, e.g. "*.py". Matched against the file name, or against the
-                relative path when it contains "/" (e.g. "src/*.py").
+                relative path when it contains "/" (e.g. "src/*.py"). At most 256 characters and 16
+                wildcards.
         """
+        pattern = _checked_pattern(pattern)
         start = self._resolve(path, kind="dir")
-        if "\x00" in pattern:
-            raise ToolError("The pattern contains a NUL byte.")
-        pattern = pattern.strip() or "*"
         lines: list[str] = []
         extra = 0
         for display, real in self._walk(start):
@@ -195,6 +199,11 @@ class FileTools:
             raise ToolError("The search query is empty; give some text to look for.")
         if "\x00" in query:
             raise ToolError("The query contains a NUL byte.")
+        if len(query) > _MAX_QUERY_CHARS:
+            raise ToolError(
+                f"query is {len(query)} characters long; at most {_MAX_QUERY_CHARS} are accepted "
+                "(search for a distinctive part of the line)."
+            )
         needle = query.casefold()
         start = self._resolve(path)
         max_results = max(1, int(max_results))
@@ -243,6 +252,27 @@ class FileTools:
             if (opened.st_dev, opened.st_ino) != (expected.st_dev, expected.st_ino):
                 raise ToolError("The file changed while it was being opened; try again.")
             return handle.read(limit)
+
+
+def _checked_pattern(pattern: str) -> str:
+    """The glob, stripped, or a ToolError naming the limit it breaks."""
+    if not isinstance(pattern, str):
+        raise ToolError("pattern must be a string.")
+    if "\x00" in pattern:
+        raise ToolError("The pattern contains a NUL byte.")
+    pattern = pattern.strip() or "*"
+    if len(pattern) > _MAX_PATTERN_CHARS:
+        raise ToolError(
+            f"pattern is {len(pattern)} characters long; at most {_MAX_PATTERN_CHARS} are accepted "
+            "(a glob such as '*.py' or 'src/*.md')."
+        )
+    wildcards = sum(pattern.count(ch) for ch in "*?[")
+    if wildcards > _MAX_PATTERN_WILDCARDS:
+        raise ToolError(
+            f"pattern has {wildcards} wildcards ('*', '?' or '['); at most {_MAX_PATTERN_WILDCARDS} "
+            "are accepted (a glob such as '*.py' or 'src/*.md')."
+        )
+    return pattern
 
 
 def _is_binary(sample: bytes) -> bool:
