@@ -17,7 +17,17 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["Escape", "TooManyLinks", "open_entry", "open_under", "read_fd", "supported", "walk"]
+__all__ = [
+    "Entry",
+    "Escape",
+    "Special",
+    "TooManyLinks",
+    "open_entry",
+    "open_under",
+    "read_fd",
+    "supported",
+    "walk",
+]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -38,6 +48,10 @@ class Escape(Exception):
 
 class TooManyLinks(Exception):
     """More than 40 symlinks on the way: a loop, most likely."""
+
+
+class Special(Exception):
+    """The path names a FIFO, socket or device: never opened (opening one can block or act)."""
 
 
 def supported() -> bool:
@@ -71,6 +85,8 @@ def open_under(root: Path, parts: Sequence[str]) -> tuple[int, tuple[str, ...]]:
                 continue
             last = not any(p not in ("", ".") for p in todo)
             try:
+                if last and _is_special(os.stat(name, dir_fd=stack[-1], follow_symlinks=False)):
+                    raise Special  # if one is swapped in after this look, O_NONBLOCK + fstat catch it
                 fd = os.open(name, _ANY_FLAGS if last else _DIR_FLAGS, dir_fd=stack[-1])
             except OSError as exc:
                 if exc.errno not in _MAYBE_LINK:
@@ -101,6 +117,10 @@ def open_under(root: Path, parts: Sequence[str]) -> tuple[int, tuple[str, ...]]:
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def _is_special(info: os.stat_result) -> bool:
+    return not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode))
 
 
 def _inside_parts(root: Path, target: str) -> list[str]:
@@ -157,22 +177,26 @@ def walk(dir_fd: int, prefix: tuple[str, ...], skip: frozenset[str]) -> Iterator
 def open_entry(
     root: Path, parts: tuple[str, ...], dir_fd: int, name: str
 ) -> tuple[int, os.stat_result] | None:
-    """A walked entry opened as a regular file (a symlink followed only inside the root), or None."""
+    """A walked entry opened as a regular file (a symlink followed only inside the root), or None.
+
+    FIFOs, sockets and devices are never opened: the entry is looked at (``lstat``) first.
+    """
     try:
-        fd = os.open(name, _ANY_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno not in _MAYBE_LINK:
+        seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(seen.st_mode):
+            fd, _ = open_under(root, parts)  # resolved by hand, refused if it leads out
+        elif stat.S_ISREG(seen.st_mode):
+            fd = os.open(name, _ANY_FLAGS, dir_fd=dir_fd)
+        else:
             return None
-        try:
-            fd, _ = open_under(root, parts)  # a symlink: resolved by hand, refused if it leads out
-        except (OSError, Escape, TooManyLinks):
-            return None
+    except (OSError, Escape, TooManyLinks, Special):
+        return None
     try:
         info = os.fstat(fd)
     except OSError:
         os.close(fd)
         return None
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode):  # swapped since the look
         os.close(fd)
         return None
     return fd, info

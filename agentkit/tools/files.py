@@ -95,6 +95,9 @@ class FileTools:
             raise ToolError(
                 f"{path!r} leads outside the project root (through a symlink); it is not accessible."
             ) from None
+        except _confined.Special:
+            kind_name = "directory" if kind == "dir" else "regular file"
+            raise ToolError(f"{path!r} is not a {kind_name} (a FIFO, socket or device).") from None
         except _confined.TooManyLinks:
             raise ToolError(f"{path!r} cannot be opened (too many levels of symbolic links).") from None
         except OSError as exc:
