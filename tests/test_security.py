@@ -223,11 +223,22 @@ async def test_calculator_cannot_eval_or_run_long(expression: str) -> None:
     assert "pwned" not in str(result.content) and "root:" not in str(result.content)
 
 
-async def test_http_tool_refuses_a_public_name_resolving_to_loopback() -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "127.0.0.1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "64:ff9b::7f00:1",  # NAT64
+        "2002:7f00:1::1",  # 6to4
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo (client 127.0.0.1, XOR-ed)
+        "2606:4700::5efe:7f00:1",  # ISATAP interface id
+    ],
+)
+async def test_http_tool_refuses_a_public_name_resolving_to_loopback(answer: str) -> None:
     with LocalServer(api_key=None) as internal:  # a real service listening on 127.0.0.1
 
         async def resolver(host: str, port: int) -> list[str]:
-            return ["127.0.0.1"] if host == "status.example.com" else ["93.184.215.14"]
+            return [answer] if host == "status.example.com" else ["93.184.215.14"]
 
         fetcher = HttpFetcher(resolver=resolver, timeout=2.0)
         url = f"http://status.example.com:{internal.port}/v1/models"

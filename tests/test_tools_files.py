@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agentkit._exceptions import ToolError
@@ -203,3 +207,177 @@ async def test_tools_run_as_bound_methods(files: FileTools) -> None:
     schema = files.search_files.input_schema
     assert schema["required"] == ["query"]
     assert "self" not in schema["properties"]
+
+
+# --- hostile arguments ---------------------------------------------------------------------------
+
+
+def call(name: str, **input: object) -> dict[str, object]:
+    return {"type": "tool_use", "id": "toolu_hostile", "name": name, "input": input}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("[" * 50_000, r"pattern is 50000 characters long; at most 256"),  # fnmatch: ~1 minute
+        ("*" + "[!a" * 120, r"pattern is 361 characters long; at most 256"),
+        ("*a" * 17, r"pattern has 17 wildcards .*; at most 16"),
+        ("?" * 40, r"pattern has 40 wildcards .*; at most 16"),
+        ("[" * 17, r"pattern has 17 wildcards .*; at most 16"),
+    ],
+)
+async def test_list_files_pattern_is_bounded(files: FileTools, pattern: str, message: str) -> None:
+    with anyio.fail_after(20):
+        result = await files.list_files.run(call("list_files", pattern=pattern))
+    assert result.is_error
+    assert re.search(message, str(result.content)), result.content
+
+
+def test_list_files_pattern_at_the_limits_still_works(files: FileTools) -> None:
+    assert files.list_files(pattern="*" * 16 + ".py").splitlines()[0].startswith("src/main.py")
+    assert "No files matching" in files.list_files(pattern="x" * 256)
+
+
+async def test_search_query_is_bounded(files: FileTools) -> None:
+    result = await files.search_files.run(call("search_files", query="answer" * 1000))
+    assert result.is_error
+    assert "query is 6000 characters long; at most 1000" in str(result.content)
+    assert "answer" * 200 not in str(result.content)  # the query is not echoed back
+    assert files.search_files("z" * 1000).startswith("No matches")  # at the limit: searched
+
+
+# --- paths swapped while the tools run (another process writing inside the root) -----------------
+
+
+class Swapper:
+    """A thread that keeps swapping ``root/name`` between what is there and ``root/<name>.other``."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.path, self.other, self.held = root / name, root / f"{name}.other", root / f"{name}.held"
+        self.swaps = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            os.rename(self.path, self.held)
+            os.rename(self.other, self.path)  # renames a symlink itself, never its target
+            os.rename(self.path, self.other)
+            os.rename(self.held, self.path)
+            self.swaps += 1
+
+    def __enter__(self) -> Swapper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def racy(tmp_path: Path) -> Path:
+    """root/d (a directory) and root/d.other (a symlink to a directory outside the root)."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f.txt").write_text("inside\n", encoding="utf-8")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("OUTSIDE secret\n", encoding="utf-8")
+    (outside / "only-outside.txt").write_text("OUTSIDE secret\n", encoding="utf-8")
+    symlink(root / "d.other", outside)
+    return root
+
+
+def test_directory_swapped_for_a_symlink_never_leaks(racy: Path) -> None:
+    files = FileTools(racy)
+    inside, leaked, refusals = 0, 0, set()
+    with Swapper(racy, "d") as swapper:
+        for _ in range(20_000):
+            try:
+                text = files.read_file("d/f.txt")
+            except ToolError as exc:  # nothing but ToolError may leave the tool
+                refusals.add(exc.message)
+                continue
+            leaked += "OUTSIDE" in text
+            inside += text == "inside\n"
+    assert leaked == 0, f"{leaked} of 20000 reads returned a file outside the root"
+    assert swapper.swaps > 0 and inside > 0
+    assert not any(str(racy) in message for message in refusals), refusals  # relative paths only
+
+
+def test_walks_under_a_swapping_directory_never_leak(racy: Path) -> None:
+    files = FileTools(racy)
+    outputs: list[str] = []
+    with Swapper(racy, "d") as swapper:
+        for _ in range(2_000):
+            outputs += [files.search_files("secret"), files.list_files()]
+            for run in (lambda: files.search_files("secret", path="d"), lambda: files.list_files("d")):
+                try:
+                    outputs.append(run())
+                except ToolError as exc:
+                    outputs.append(exc.message)
+    assert swapper.swaps > 0
+    assert not [out for out in outputs if "OUTSIDE" in out or "only-outside" in out or str(racy) in out]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_file_swapped_for_a_fifo_does_not_block(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.txt").write_text("regular\n", encoding="utf-8")
+    os.mkfifo(root / "f.txt.other")
+    files = FileTools(root)
+    failures: list[BaseException] = []
+    outcomes: set[str] = set()
+
+    def reads() -> None:
+        try:
+            for _ in range(5_000):
+                try:
+                    outcomes.add(files.read_file("f.txt"))
+                except ToolError as exc:
+                    outcomes.add(exc.message)
+                files.search_files("regular")
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=reads, daemon=True)
+    with Swapper(root, "f.txt"):
+        reader.start()
+        reader.join(120)  # a hang guard only: the reads take well under a second when nothing blocks
+        blocked = reader.is_alive()
+    if blocked:  # release the read stuck on the FIFO, so the thread can end
+        for name in ("f.txt", "f.txt.other"):
+            with contextlib.suppress(OSError):
+                os.close(os.open(root / name, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not blocked, "a read blocked on a FIFO swapped in for the file"
+    assert not failures, failures
+    allowed = re.compile(r"regular\n|'f\.txt' (is not a regular file|does not exist)")
+    assert all(allowed.match(outcome) for outcome in outcomes), outcomes
+
+
+def test_symlinks_are_resolved_by_hand_and_kept_inside(files: FileTools, project: Path) -> None:
+    symlink(project / "docs" / "up", Path("../src"))  # relative, climbs but stays inside
+    symlink(project / "abs.py", project.resolve() / "src" / "main.py")  # absolute, inside
+    symlink(project / "docs" / "out", Path("../../secret"))  # relative, climbs out
+    symlink(project / "docs" / "chain", Path("up/pkg"))  # a link through a link
+    assert files.read_file("docs/up/main.py").startswith("import pkg")
+    assert files.read_file("docs/chain/__init__.py") == "VALUE = 42\n"
+    assert files.read_file("abs.py").startswith("import pkg")
+    assert "abs.py (44 bytes)" in files.list_files().splitlines()
+    assert files.list_files("docs/up", pattern="*.py").startswith("src/main.py")  # the real place
+    for call_ in (lambda: files.read_file("docs/out/passwd.txt"), lambda: files.list_files("docs/out")):
+        with pytest.raises(ToolError, match="outside the project root"):
+            call_()
+    assert "root:x" not in files.search_files("root")
+
+
+def test_os_errors_become_tool_errors_with_relative_paths(files: FileTools, project: Path) -> None:
+    with pytest.raises(ToolError, match="a part of it is a file") as info:
+        files.read_file("README.md/inner.txt")
+    with pytest.raises(ToolError, match="does not exist") as missing:
+        files.read_file("src/nope/x.py")
+    for message in (info.value.message, missing.value.message):
+        assert str(project) not in message

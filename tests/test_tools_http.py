@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import httpx2
 import pytest
 
@@ -25,6 +27,8 @@ DNS = {
     "intranet.example": ["192.168.1.1"],
     "v6loop.example": ["::1"],
     "mapped.example": ["::ffff:10.0.0.1"],
+    "sixtofour.example": ["2002:7f00:1::1"],
+    "isatap.example": ["2606:4700::5efe:c0a8:1"],
     "redirector.example": ["93.184.216.35"],
 }
 
@@ -76,6 +80,17 @@ def never_called(request: httpx2.Request) -> httpx2.Response:
         "http://[fe80::1]/",
         "http://[fc00::1]/",
         "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of the cloud metadata address
+        "http://[64:ff9b:1::7f00:1]/",  # local-use NAT64 prefix (RFC 8215)
+        "http://[2002:7f00:1::1]/",  # 6to4 embedding 127.0.0.1
+        "http://[2002:a00:1::]/",  # 6to4 embedding 10.0.0.1
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4 embedding 169.254.169.254
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+        "http://[::ffff:0:7f00:1]/",  # IPv4-translated (SIIT) 127.0.0.1
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1 (XOR-ed)
+        "http://[2001:0:4136:e378:8000:63bf:a247:27dd]/",  # Teredo, any client: never fetched
+        "http://[2606:4700::5efe:7f00:1]/",  # ISATAP interface id embedding 127.0.0.1
+        "http://[2606:4700::200:5efe:a00:1]/",  # ISATAP (universal bit) embedding 10.0.0.1
         "http://0.0.0.0/",
         "http://[::]/",
         "http://224.0.0.1/",
@@ -87,6 +102,8 @@ def never_called(request: httpx2.Request) -> httpx2.Response:
         "http://intranet.example/",
         "http://v6loop.example/",
         "http://mapped.example/",
+        "http://sixtofour.example/",
+        "http://isatap.example/",
     ],
 )
 async def test_internal_destinations_refused(url: str) -> None:
@@ -239,6 +256,109 @@ async def test_html_becomes_text() -> None:
     assert "color:red" not in text
 
 
+async def test_html_text_keeps_structure_and_entities() -> None:
+    markup = (
+        "<html><head><title>T &amp; U</title><meta charset='punycode'></head><body>"
+        "<nav>Home</nav><!-- a comment --><div>caf&eacute; <b>bold</b>&nbsp;end</div>"
+        "<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"
+        "<noscript>no script</noscript><template>tpl</template><svg><text>svg text</text></svg>"
+        "<p>tail</p></body></html>"
+    )
+    text = await fetcher(page(markup, "text/html; charset=utf-8")).fetch("http://example.com/")
+    assert text.splitlines() == ["# T & U", "", "Home", "caf\u00e9 bold end", "a b", "c", "tail"]
+
+
+async def test_unlabelled_html_is_detected_and_empty_html_is_empty() -> None:
+    text = await fetcher(page("  <!DOCTYPE html><p>x &lt; y</p>", "")).fetch("http://example.com/")
+    assert text == "x < y"
+    assert await fetcher(page("<!-- only a comment -->", "text/html")).fetch("http://example.com/") == ""
+
+
+async def _hold_all_worker_threads() -> tuple[anyio.CapacityLimiter, list[object]]:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    for holder in holders:
+        await limiter.acquire_on_behalf_of(holder)
+    return limiter, holders
+
+
+@pytest.mark.parametrize(
+    ("hostile", "content_type"),
+    [
+        ("<p>intro</p>" + "<a" * 50_000, "text/html"),  # html.parser: 4.7 s on the loop
+        # punycode decoding is quadratic too: 0.5 s for these 100 KB, minutes for 2 MB
+        ("<p>intro</p>" + "a" * 50_000 + "-" + "a" * 50_000, "text/html; charset=punycode"),
+    ],
+)
+async def test_hostile_html_is_converted_off_the_event_loop(hostile: str, content_type: str) -> None:
+    # Every worker thread is taken, so the conversion has to wait for one: the heartbeat keeps
+    # ticking meanwhile (the loop is not frozen); a conversion on the loop would finish (after
+    # seconds of freeze) without ever waiting, and the heartbeat would count nothing.
+    limiter, holders = await _hold_all_worker_threads()
+    results: list[str] = []
+    ticks = 0
+
+    async def fetch() -> None:
+        results.append(await fetcher(page(hostile, content_type)).fetch("http://example.com/"))
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        try:
+            while not results and ticks < 50:
+                await anyio.lowlevel.checkpoint()
+                if limiter.statistics().tasks_waiting:
+                    ticks += 1
+        finally:
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            tg.start_soon(heartbeat)
+    assert ticks == 50
+    assert results[0].startswith("intro")
+
+
+async def test_conversion_is_under_the_fetch_deadline() -> None:
+    limiter, holders = await _hold_all_worker_threads()
+    try:
+        with anyio.fail_after(10), pytest.raises(ToolError, match=r"timed out after 0\.3 s"):
+            await fetcher(page("<p>never converted</p>", "text/html"), timeout=0.3).fetch(
+                "http://example.com/"
+            )
+    finally:
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
+
+
+@pytest.mark.parametrize(
+    "charset",
+    ["punycode", "idna", "unicode_escape", "raw_unicode_escape", "utf-7", "rot13", "base64", "hex", "x" * 99],
+)
+async def test_exotic_charsets_fall_back_to_utf8(charset: str) -> None:
+    body = "caf\u00e9 +AEE- \\u0041 xn--abc"
+    text = await fetcher(page(body, f"text/plain; charset={charset}")).fetch("http://example.com/")
+    assert text == body
+
+
+@pytest.mark.parametrize(
+    ("charset", "encoded"),
+    [
+        ("iso-8859-1", "caf\u00e9".encode("latin-1")),
+        ("windows-1251", "\u043c\u0438\u0440".encode("cp1251")),
+        ("shift_jis", "\u65e5\u672c".encode("shift_jis")),
+        ("UTF-16", "hi \u00e9".encode("utf-16")),
+    ],
+)
+async def test_real_text_encodings_are_honoured(charset: str, encoded: bytes) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": f"text/plain; charset={charset}"}
+        return httpx2.Response(200, content=encoded, headers=headers)
+
+    assert await fetcher(handler).fetch("http://example.com/") == encoded.decode(charset)
+
+
 async def test_json_is_returned_as_text() -> None:
     text = await fetcher(page('{"a": 1}', "application/json")).fetch("http://example.com/api")
     assert text == '{"a": 1}'
@@ -365,12 +485,22 @@ def test_is_internal_address_table() -> None:
     assert not is_internal_address("93.184.216.34")
     assert not is_internal_address("2606:4700:4700::1111")
     assert not is_internal_address("64:ff9b::5db8:d822")  # NAT64 of a public address
+    assert not is_internal_address("2002:5db8:d822::1")  # 6to4 of a public address
+    assert not is_internal_address("2606:4700::5efe:5db8:d822")  # ISATAP id of a public address
     for address in [
         "127.0.0.1",
         "10.0.0.1",
         "::1",
         "::ffff:192.168.0.1",
         "fe80::1%eth0",
+        "2002:7f00:1::1",
+        "2002:c0a8:101::",
+        "2002:6440:1::1",  # 6to4 of 100.64.0.1 (shared address space)
+        "::a00:1",
+        "64:ff9b:1::5db8:d822",
+        "2001::1",
+        "2606:4700::5efe:7f00:1",
+        "2606:4700::300:5efe:a9fe:a9fe",
         "ff02::1",
         "not-an-ip",
     ]:

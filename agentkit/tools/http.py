@@ -5,15 +5,19 @@ Rules applied by :class:`HttpFetcher` (and the module-level :func:`fetch_url` to
 * only ``http`` and ``https`` URLs, without user info;
 * the host name is resolved first (``anyio.getaddrinfo`` or an injected resolver) and the request is
   refused if ANY resolved address is loopback, private, link-local, multicast, reserved, unspecified,
-  shared (CGNAT) or otherwise not globally routable -- IPv4 and IPv6, including IPv4-mapped and
-  NAT64 (``64:ff9b::/96``) IPv6 addresses;
+  shared (CGNAT) or otherwise not globally routable -- IPv4 and IPv6, including IPv6 addresses that
+  embed an internal IPv4 address (IPv4-mapped, NAT64, 6to4, ISATAP; Teredo and IPv4-compatible
+  addresses are always refused);
 * the connection is pinned to a checked address: the request goes to that IP with the original
   ``Host`` header, and for ``https`` the original name is used for SNI and certificate verification
   (httpcore's ``sni_hostname`` extension), so a DNS answer that changes between check and connect
   (DNS rebinding) cannot redirect the connection;
 * redirects are followed by hand (at most 5), each hop checked and pinned the same way;
 * the body is streamed and reading stops at ``max_bytes`` (compressed bodies are inflated with a
-  bounded decompressor); the whole fetch has a deadline; only textual content types are returned.
+  bounded decompressor); the whole fetch has a deadline; only textual content types are returned;
+* the body is decoded with the server's charset only if it is a real text encoding (UTF-8 with
+  replacement otherwise: ``punycode``, ``idna``, ``utf-7``, ... are not), and HTML is turned into text
+  with lxml (linear time) in a worker thread, under the same deadline.
 
 Residual risks: the environment's HTTP proxy settings are ignored (``trust_env=False``) on purpose;
 a fetch of a public address can still reach services that trust the caller's public IP; with an
@@ -22,20 +26,21 @@ injected ``transport`` the pinning depends on that transport honouring the reque
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from html.parser import HTMLParser
 from typing import Annotated
 
 import anyio
+import anyio.to_thread
 import httpx2
 from pydantic import Field
 
 from agentkit._exceptions import ToolError
 from agentkit._tool import tool
+
+from ._page_text import decode_body, html_to_text
 
 __all__ = ["HttpFetcher", "Resolver", "fetch_url", "is_internal_address"]
 
@@ -65,23 +70,49 @@ _TEXT_TYPES = frozenset(
     }
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the IPv4 position varies
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+_TEREDO = ipaddress.ip_network("2001::/32")
+_ISATAP_ID = 0x00005EFE  # interface id 0000:5efe:a.b.c.d (u/g bits masked off)
 _BLOCKED_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
+def _translated_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a translated IPv6 address (mapped, NAT64, 6to4) really goes to, if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour  # 2002:AABB:CCDD::/48 routes to AA.BB.CC.DD
+
+
+def _isatap_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address in an ISATAP interface id (``...:0:5efe:a.b.c.d``, any /64 prefix)."""
+    if (int(ip) >> 32) & 0xFCFFFFFF == _ISATAP_ID:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_internal_address(address: str) -> bool:
-    """Whether ``address`` (an IP string) is anything but a public unicast address."""
+    """Whether ``address`` (an IP string) is anything but a public unicast address.
+
+    IPv6 addresses that carry an IPv4 address (IPv4-mapped, NAT64 ``64:ff9b::/96``, 6to4
+    ``2002::/16``, ISATAP interface ids) are judged by that IPv4 address; IPv4-compatible ``::/96``,
+    Teredo ``2001::/32`` and local-use NAT64 ``64:ff9b:1::/48`` are always internal.
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return True  # not an IP we understand: treat as unsafe
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:  # the IPv4 address is where the packets really go
-            return is_internal_address(str(embedded))
-        if ip.is_site_local:
+        if ip in _IPV4_COMPATIBLE or ip in _TEREDO or ip in _NAT64_LOCAL or ip.is_site_local:
             return True
+        translated = _translated_ipv4(ip)
+        if translated is not None:  # the IPv4 address is where the packets really go
+            return is_internal_address(str(translated))
+        isatap = _isatap_ipv4(ip)
+        if isatap is not None and is_internal_address(str(isatap)):
+            return True  # the tunnel endpoint is internal (the IPv6 prefix is checked below too)
     return (
         ip.is_loopback
         or ip.is_private
@@ -101,61 +132,6 @@ async def _system_resolver(host: str, port: int) -> list[str]:
         if ip not in addresses:
             addresses.append(ip)
     return addresses
-
-
-class _TextExtractor(HTMLParser):
-    """Readable text from HTML: drops scripts/styles, keeps line structure around block elements."""
-
-    _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
-    _BLOCK = frozenset(
-        {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-         "header", "footer", "pre", "blockquote", "table", "ul", "ol", "hr", "title", "main", "nav"}
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
-        self._skip_depth = 0
-        self.title = ""
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self._in_title = True
-        if tag in self._SKIP:
-            self._skip_depth += 1
-        elif tag in self._BLOCK:
-            self._parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        if tag in self._SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag in self._BLOCK:
-            self._parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        if not self._skip_depth:
-            self._parts.append(data)
-
-    def text(self) -> str:
-        lines = (" ".join(line.split()) for line in "".join(self._parts).splitlines())
-        return "\n".join(line for line in lines if line)
-
-
-def _html_to_text(markup: str) -> str:
-    parser = _TextExtractor()
-    try:
-        parser.feed(markup)
-        parser.close()
-    except Exception:  # a broken page: fall back to the raw text rather than fail
-        return html.unescape(markup)
-    body = parser.text()
-    title = " ".join(parser.title.split())
-    return f"# {title}\n\n{body}" if title and not body.startswith(title) else body
 
 
 class _BoundedDecoder:
@@ -379,15 +355,11 @@ class HttpFetcher:
         raw = bytes(body)
         if not media_type and b"\x00" in raw[:4096]:
             raise ToolError(f"{url} returned binary data; this tool only reads text documents.")
-        charset = response.charset_encoding or "utf-8"
-        try:
-            text = raw.decode(charset, errors="replace")
-        except LookupError:
-            text = raw.decode("utf-8", errors="replace")
-        if media_type in ("text/html", "application/xhtml+xml") or (
-            not media_type and text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
-        ):
-            text = _html_to_text(text)
+        # In a worker thread, under the fetch's deadline: decoding and parsing are linear (a 2 MB
+        # body takes milliseconds), and even those milliseconds stay off the event loop.
+        text = await anyio.to_thread.run_sync(
+            _body_text, raw, response.charset_encoding, media_type, abandon_on_cancel=True
+        )
         notes: list[str] = []
         if truncated:
             notes.append(f"the download stopped at the {self.max_bytes}-byte limit")
@@ -397,6 +369,15 @@ class HttpFetcher:
         if notes:
             text += f"\n\n[truncated: {'; '.join(notes)}]"
         return text
+
+
+def _body_text(raw: bytes, charset: str | None, media_type: str) -> str:
+    text = decode_body(raw, charset)
+    if media_type in ("text/html", "application/xhtml+xml") or (
+        not media_type and text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
+    ):
+        return html_to_text(text)
+    return text
 
 
 async def _no_more_chunks() -> AsyncIterator[bytes]:
