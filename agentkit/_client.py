@@ -7,6 +7,7 @@ import json
 import os
 import random
 import time
+import traceback
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -59,7 +60,7 @@ _T = TypeVar("_T")
 
 
 class _Secret:
-    """Holds the API key; its repr never shows it."""
+    """Holds the API key: its repr, str and format never show it; it is not picklable; copies share it."""
 
     __slots__ = ("_value",)
 
@@ -71,6 +72,50 @@ class _Secret:
 
     def __repr__(self) -> str:
         return "<secret>"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "<secret>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an agentkit secret (the API key) cannot be pickled: give the key to a new Client")
+
+    def __copy__(self) -> _Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Secret:
+        return self
+
+
+# Headers whose values are credentials: never rendered (a traceback's locals are rendered with repr).
+_SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
+
+
+class _Headers(dict[str, str]):
+    """The headers of one request: a plain dict for httpx2, whose repr masks the credentials."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr({k: "[redacted]" if k.lower() in _SECRET_HEADERS else v for k, v in self.items()})
+
+    __str__ = __repr__
+
+
+def _forget_locals(error: BaseException) -> None:
+    """Clear the locals of the finished frames in ``error``'s traceback and its causes.
+
+    A transport failure is raised deep in the HTTP stack, whose frames hold the request's raw head
+    (the key included): a traceback rendered with its locals (error trackers do that) must not show
+    them. File and line of each frame stay.
+    """
+    seen: set[int] = set()
+    chain: BaseException | None = error
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        traceback.clear_frames(chain.__traceback__)
+        chain = chain.__cause__ or chain.__context__
 
 
 class Client:
@@ -109,6 +154,13 @@ class Client:
         transport: httpx2.AsyncBaseTransport | None = None,
         max_connections: int = 1000,
     ) -> None:
+        # Wrapped first, and no plain local left: a traceback of a failing __init__ may render its locals.
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        del api_key
+        self._api_key = _Secret(key) if key else None
+        if key:
+            _register_secret(key)
+        del key
         if provider is not None and provider not in _PROVIDER_AUTH:
             raise ConfigurationError(
                 f"unknown provider {provider!r}; use one of {', '.join(sorted(_PROVIDER_AUTH))}"
@@ -117,10 +169,6 @@ class Client:
             raise ConfigurationError(f"unknown auth style {auth!r}; use 'x-api-key' or 'bearer'")
         if max_retries < 0:
             raise ConfigurationError("max_retries must be >= 0")
-        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-        self._api_key = _Secret(key) if key else None
-        if key:
-            _register_secret(key)
         self.provider: Provider = provider or "anthropic"
         self.auth: AuthStyle = auth or _PROVIDER_AUTH[self.provider]
         url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or _PROVIDER_BASE_URL[self.provider]
@@ -350,10 +398,10 @@ class Client:
         await self.aclose()
 
     def __repr__(self) -> str:
-        key = "set" if self._api_key else "none"
-        return (
-            f"Client(base_url={self.base_url!r}, provider={self.provider!r}, auth={self.auth!r}, key={key})"
-        )
+        # getattr: a half-built client (an error inside __init__) is rendered in tracebacks too
+        key = "set" if getattr(self, "_api_key", None) else "none"
+        fields = ", ".join(f"{n}={getattr(self, n, None)!r}" for n in ("base_url", "provider", "auth"))
+        return f"Client({fields}, key={key})"
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -365,13 +413,13 @@ class Client:
             url = self._urls[text] = httpx2.URL(text)
         return url
 
-    def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {
+    def _build_headers(self, extra: Mapping[str, str] | None) -> _Headers:
+        headers = _Headers({
             "anthropic-version": self.anthropic_version,
             "content-type": "application/json",
             "accept": "application/json",
             "user-agent": "agentkit/0.1",
-        }
+        })
         if self._api_key is not None:
             if self.auth == "bearer":
                 headers["authorization"] = f"Bearer {self._api_key.get()}"
@@ -381,8 +429,8 @@ class Client:
             headers[name.lower()] = value
         return headers
 
-    def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = dict(self._headers)
+    def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> _Headers:
+        headers = _Headers(self._headers)
         if attempt:
             headers["x-stainless-retry-count"] = str(attempt)
         if extra:
@@ -571,10 +619,12 @@ class MessageStream:
                     if payload is not None:
                         yield payload
         except httpx2.TimeoutException as exc:
+            _forget_locals(exc)
             raise APITimeoutError(
                 "the stream stalled past the read timeout", request_id=self.request_id
             ) from exc
         except httpx2.TransportError as exc:
+            _forget_locals(exc)
             raise APIConnectionError(
                 f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
             ) from exc
@@ -604,8 +654,10 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
     try:
         yield
     except httpx2.TimeoutException as exc:
+        _forget_locals(exc)
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
+        _forget_locals(exc)
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
 
 
