@@ -7,6 +7,7 @@ production), or wires :func:`redact_secrets` into its own structlog chain.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
@@ -20,12 +21,70 @@ __all__ = ["configure_logging", "get_logger", "redact_secrets"]
 
 _REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
-    {"api_key", "x-api-key", "authorization", "proxy-authorization", "password", "secret"}
+    {
+        "api_key",
+        "api-key",
+        "apikey",
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+    }
 )
-# Anthropic-style keys and bearer tokens, even when nobody registered them.
-_SECRET_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*")
+# Credentials of known shapes, even when nobody registered them: ``sk-…`` keys (Anthropic, OpenAI
+# project keys, most gateways), JWTs, the token after ``Bearer``, the value of an auth-like field
+# (``x-api-key: …``, ``'authorization': '…'``, ``"password"="…"``), a cookie header's whole value and
+# the password of a URL's userinfo. Each alternative keeps its named ``keep`` part and redacts the rest.
+_SECRET_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"
+    r"|(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]+)?"
+    r"|(?P<bearer>(?i:bearer)\s+)(?!\[redacted)[A-Za-z0-9._~+/\-]{8,}=*"
+    r"|(?P<cookie>(?i:(?<![A-Za-z0-9_\-])(?:set-)?cookie)[\"']?\s*[:=]\s*[\"']?)(?!\[redacted)[^\"'\r\n]+"
+    r"|(?P<field>(?i:(?<![A-Za-z0-9_\-])(?:x-api-key|api[-_]?key|(?:proxy-)?authorization|passw(?:or)?d"
+    r"|(?:client[-_])?secret|(?:access|refresh)[-_]token))[\"']?\s*[:=]\s*b?[\"']?\s*"
+    r"(?:(?i:bearer|basic|digest|token)\s+)?)(?!\[redacted)[^\s\"',;&}\])]+"
+    r"|(?P<userinfo>://[^\s/:@]+:)(?!\[redacted)[^\s/@]+(?=@)"
+)
+# Cheap test before the pattern runs: every alternative contains one of these (lower-cased).
+_PATTERN_HINTS = ("sk-", "eyj", "bearer", "cookie", "key", "auth", "passw", "secret", "token", "://")
+_KEEP_GROUPS = ("bearer", "cookie", "field", "userinfo")
 
-_secrets: set[str] = set()
+# Registered secrets (the API keys given to clients) are redacted whole and in part: any run of
+# _MIN_RUN characters of one (all of it, if shorter) is redacted wherever it appears, so a truncated
+# rendering (``rich`` cuts locals at 80 characters, a message quotes a key's first 20) leaks nothing.
+# Search: each secret longer than _MIN_RUN is cut into aligned blocks of _BLOCK characters; any run of
+# _MIN_RUN >= 2 * _BLOCK - 1 characters of it contains one whole block, so a line is searched for the
+# blocks only (``str.find``, in C) and a hit is extended both ways to the longest run shared with
+# that secret.
+_MIN_RUN = 12
+_BLOCK = 6
+
+
+class _Registry:
+    """An immutable snapshot of the registered secrets, in the shape the scrubber searches."""
+
+    __slots__ = ("blocks", "secrets", "whole")
+
+    def __init__(self, secrets: frozenset[str]) -> None:
+        self.secrets = secrets
+        self.whole = tuple(s for s in secrets if len(s) <= _MIN_RUN)
+        blocks: dict[str, list[tuple[str, int]]] = {}
+        for secret in secrets:
+            if len(secret) > _MIN_RUN:
+                for offset in range(0, len(secret) - _BLOCK + 1, _BLOCK):
+                    blocks.setdefault(secret[offset : offset + _BLOCK], []).append((secret, offset))
+        self.blocks = tuple((block, tuple(owners)) for block, owners in blocks.items())
+
+
+_registry = _Registry(frozenset())
 _secrets_lock = threading.Lock()
 
 
@@ -41,7 +100,8 @@ def get_logger(name: str) -> Any:
             redact_secrets,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=False),
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_exception_formatter(False)),
+            _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_name=name,
@@ -50,17 +110,67 @@ def get_logger(name: str) -> Any:
 
 def _register_secret(value: str) -> None:
     """Remember a secret (an API key given to a Client) so every log line is scrubbed of it."""
-    if len(value) >= 6:
+    global _registry
+    if len(value) >= 6 and value not in _registry.secrets:
         with _secrets_lock:
-            _secrets.add(value)
+            _registry = _Registry(_registry.secrets | {value})
+
+
+def _secret_spans(text: str, registry: _Registry) -> list[tuple[int, int]]:
+    """Where runs of registered secrets appear in ``text``: (start, end) pairs, unsorted."""
+    spans: list[tuple[int, int]] = []
+    for secret in registry.whole:
+        at = text.find(secret)
+        while at != -1:
+            spans.append((at, at + len(secret)))
+            at = text.find(secret, at + 1)
+    size = len(text)
+    for block, owners in registry.blocks:
+        at = text.find(block)
+        while at != -1:
+            for secret, offset in owners:
+                left = 0
+                while left < offset and left < at and text[at - left - 1] == secret[offset - left - 1]:
+                    left += 1
+                end, tail = at + _BLOCK, offset + _BLOCK
+                right, most = 0, min(len(secret) - tail, size - end)
+                while right < most and text[end + right] == secret[tail + right]:
+                    right += 1
+                if left + _BLOCK + right >= _MIN_RUN:
+                    spans.append((at - left, end + right))
+            at = text.find(block, at + 1)
+    return spans
+
+
+def _pattern_sub(match: re.Match[str]) -> str:
+    for group in _KEEP_GROUPS:
+        keep = match.group(group)
+        if keep is not None:
+            return keep + _REDACTED
+    return _REDACTED
 
 
 def _scrub(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
-    if "sk-ant-" in text or "earer" in text:
-        text = _SECRET_PATTERN.sub(_REDACTED, text)
+    """``text`` with registered secrets (whole or any run of 12 characters) and credential-shaped
+    values redacted."""
+    lowered = text.lower()
+    if any(hint in lowered for hint in _PATTERN_HINTS):
+        text = _SECRET_PATTERN.sub(_pattern_sub, text)
+    registry = _registry
+    if registry.secrets:
+        spans = _secret_spans(text, registry)
+        if spans:
+            spans.sort()
+            parts: list[str] = []
+            done = 0
+            for start, end in spans:
+                if end <= done:
+                    continue
+                parts.append(text[done : max(start, done)])
+                parts.append(_REDACTED)
+                done = end
+            parts.append(text[done:])
+            text = "".join(parts)
     return text
 
 
@@ -78,7 +188,12 @@ def _scrub_value(value: Any, depth: int = 0) -> Any:
         return [_scrub_value(v, depth + 1) for v in value]
     if isinstance(value, BaseException):
         return _scrub(f"{type(value).__name__}: {value}")
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    # Any other object is rendered with its repr later: scrub that (keep the object when clean).
+    text = repr(value)
+    scrubbed = _scrub(text)
+    return value if scrubbed == text else scrubbed
 
 
 def redact_secrets(
@@ -100,6 +215,35 @@ def _scrub_rendered(_logger: Any, _method: str, event_dict: Any) -> Any:
     return _scrub(event_dict) if isinstance(event_dict, str) else event_dict
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _exception_formatter(colors: bool) -> Any:
+    """The console's traceback renderer: rich's when installed, but never with frame locals (they
+    hold deps, headers and keys, and rich prints them truncated, past any whole-value redaction);
+    the plain one otherwise. Its output is scrubbed; a coloured traceback that needed scrubbing is
+    written without colours (escape codes inside a secret would hide it from the scrubber)."""
+    inner: Any = structlog.dev.plain_traceback
+    try:
+        import rich  # noqa: F401  (optional: only to pick the renderer)
+    except ImportError:
+        pass
+    else:
+        inner = structlog.dev.RichTracebackFormatter(
+            show_locals=False, color_system="truecolor" if colors else None
+        )
+
+    def render(sio: TextIO, exc_info: Any) -> None:
+        buffer = io.StringIO()
+        inner(buffer, exc_info)
+        text = buffer.getvalue()
+        plain = _ANSI.sub("", text) if colors else text
+        scrubbed = _scrub(plain)
+        sio.write(text if scrubbed == plain else scrubbed)
+
+    return render
+
+
 def configure_logging(
     level: str | int = "info",
     *,
@@ -119,8 +263,9 @@ def configure_logging(
     numeric = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     if format == "auto":
         format = "console" if out.isatty() else "json"
+    colors = out.isatty()
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=_exception_formatter(colors))
         if format == "console"
         else structlog.processors.JSONRenderer()
     )
