@@ -39,23 +39,35 @@ _SECRET_KEYS = frozenset(
         "refresh_token",
     }
 )
-# Credentials of known shapes, even when nobody registered them: ``sk-…`` keys (Anthropic, OpenAI
-# project keys, most gateways), JWTs, the token after ``Bearer``, the value of an auth-like field
-# (``x-api-key: …``, ``'authorization': '…'``, ``"password"="…"``), a cookie header's whole value and
-# the password of a URL's userinfo. Each alternative keeps its named ``keep`` part and redacts the rest.
-_SECRET_PATTERN = re.compile(
-    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"
-    r"|(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]+)?"
-    r"|(?P<bearer>(?i:bearer)\s+)(?!\[redacted)[A-Za-z0-9._~+/\-]{8,}=*"
-    r"|(?P<cookie>(?i:(?<![A-Za-z0-9_\-])(?:set-)?cookie)[\"']?\s*[:=]\s*[\"']?)(?!\[redacted)[^\"'\r\n]+"
-    r"|(?P<field>(?i:(?<![A-Za-z0-9_\-])(?:x-api-key|api[-_]?key|(?:proxy-)?authorization|passw(?:or)?d"
-    r"|(?:client[-_])?secret|(?:access|refresh)[-_]token))[\"']?\s*[:=]\s*b?[\"']?\s*"
-    r"(?:(?i:bearer|basic|digest|token)\s+)?)(?!\[redacted)[^\s\"',;&}\])]+"
-    r"|(?P<userinfo>://[^\s/:@]+:)(?!\[redacted)[^\s/@]+(?=@)"
+# Credentials of known shapes, even when nobody registered them. Each rule runs only on text that
+# contains one of its hints (lower-cased; a few ``in`` tests, in C), so a clean line costs no regex.
+# A rule keeps its group 1 (a field's name, an auth scheme) and redacts the rest of the match.
+_TOKEN = r"[A-Za-z0-9_\-]"
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    # sk-… keys: Anthropic (sk-ant-…), OpenAI project keys (sk-proj-…), most gateways
+    (("sk-",), re.compile(rf"()(?<![A-Za-z0-9])sk-{_TOKEN}{{16,}}")),
+    # JWTs (header.payload[.signature]), as bearer tokens and gateway keys are
+    (("eyj",), re.compile(rf"()(?<!{_TOKEN})eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}(?:\.{_TOKEN}+)?")),
+    # the token after Bearer
+    (("bearer",), re.compile(r"(?i)(bearer\s+)(?!\[redacted)[A-Za-z0-9._~+/\-]{8,}=*")),
+    # a cookie header's whole value
+    (
+        ("cookie",),
+        re.compile(r"(?i)((?<![A-Za-z0-9_\-])(?:set-)?cookie[\"']?\s*[:=]\s*[\"']?)(?!\[redacted)[^\"'\r\n]+"),
+    ),
+    # the value of an auth-like field: x-api-key: …, 'authorization': 'Basic …', "password"="…", api_key=…
+    (
+        ("api-key", "api_key", "apikey", "authorization", "passw", "secret", "access", "refresh"),
+        re.compile(
+            r"(?i)((?<![A-Za-z0-9_\-])(?:x-api-key|api[-_]?key|(?:proxy-)?authorization|passw(?:or)?d"
+            r"|(?:client[-_])?secret|(?:access|refresh)[-_]token)[\"']?\s*[:=]\s*(?:b(?=[\"']))?[\"']?\s*"
+            r"(?:(?:bearer|basic|digest|token)\s+)?)(?!\[redacted)[^\s\"',;&}\])]+"
+        ),
+    ),
+    # the password in a URL's userinfo (postgres://user:password@host)
+    (("://",), re.compile(r"(://[^\s/:@]+:)(?!\[redacted)[^\s/@]+(?=@)")),
 )
-# Cheap test before the pattern runs: every alternative contains one of these (lower-cased).
-_PATTERN_HINTS = ("sk-", "eyj", "bearer", "cookie", "key", "auth", "passw", "secret", "token", "://")
-_KEEP_GROUPS = ("bearer", "cookie", "field", "userinfo")
+
 
 # Registered secrets (the API keys given to clients) are redacted whole and in part: any run of
 # _MIN_RUN characters of one (all of it, if shorter) is redacted wherever it appears, so a truncated
@@ -124,38 +136,60 @@ def _secret_spans(text: str, registry: _Registry) -> list[tuple[int, int]]:
         while at != -1:
             spans.append((at, at + len(secret)))
             at = text.find(secret, at + 1)
-    size = len(text)
+    found: dict[tuple[str, int], tuple[int, int]] = {}  # (secret, where it would start) -> last span
     for block, owners in registry.blocks:
         at = text.find(block)
         while at != -1:
             for secret, offset in owners:
-                left = 0
-                while left < offset and left < at and text[at - left - 1] == secret[offset - left - 1]:
-                    left += 1
-                end, tail = at + _BLOCK, offset + _BLOCK
-                right, most = 0, min(len(secret) - tail, size - end)
-                while right < most and text[end + right] == secret[tail + right]:
-                    right += 1
-                if left + _BLOCK + right >= _MIN_RUN:
-                    spans.append((at - left, end + right))
+                origin = at - offset
+                last = found.get((secret, origin))
+                if last is not None and last[0] <= at and at + _BLOCK <= last[1]:
+                    continue  # inside a run of this secret already found
+                start = at - _common_run(text, secret, at, offset, -1)
+                end = at + _BLOCK + _common_run(text, secret, at + _BLOCK, offset + _BLOCK, 1)
+                found[secret, origin] = (start, end)
+                if end - start >= _MIN_RUN:
+                    spans.append((start, end))
             at = text.find(block, at + 1)
     return spans
 
 
+def _common_run(text: str, secret: str, at: int, offset: int, direction: int) -> int:
+    """How many characters ``text`` and ``secret`` share going right from ``text[at]`` and
+    ``secret[offset]`` (direction 1), or left from just before them (-1). Binary search over slice
+    comparisons (in C), not a character loop."""
+    if direction > 0:
+        low, high = 0, min(len(secret) - offset, len(text) - at)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if text[at : at + mid] == secret[offset : offset + mid]:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+    low, high = 0, min(offset, at)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if text[at - mid : at] == secret[offset - mid : offset]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def _pattern_sub(match: re.Match[str]) -> str:
-    for group in _KEEP_GROUPS:
-        keep = match.group(group)
-        if keep is not None:
-            return keep + _REDACTED
-    return _REDACTED
+    return match.group(1) + _REDACTED
 
 
 def _scrub(text: str) -> str:
     """``text`` with registered secrets (whole or any run of 12 characters) and credential-shaped
     values redacted."""
     lowered = text.lower()
-    if any(hint in lowered for hint in _PATTERN_HINTS):
-        text = _SECRET_PATTERN.sub(_pattern_sub, text)
+    for hints, pattern in _RULES:
+        for hint in hints:
+            if hint in lowered:
+                text = pattern.sub(_pattern_sub, text)
+                break
     registry = _registry
     if registry.secrets:
         spans = _secret_spans(text, registry)
@@ -200,6 +234,10 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: replace API keys and auth headers anywhere in the event with ``[redacted]``."""
+    return event_dict if _is_clean(event_dict) else _redact_fields(event_dict)
+
+
+def _redact_fields(event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = _REDACTED
@@ -208,6 +246,41 @@ def redact_secrets(
         else:
             event_dict[key] = _scrub_value(value)
     return event_dict
+
+
+def _is_clean(event_dict: MutableMapping[str, Any]) -> bool:
+    """Fast path for the common event (flat strings and numbers, nothing to redact): one scrub of
+    all its ``key=value`` pairs joined, instead of one per field (and, in :func:`configure_logging`'s
+    chain, instead of a second pass over the rendered line). Anything else is not "clean"."""
+    texts: list[str] = []
+    for key, value in event_dict.items():
+        if key.lower() in _SECRET_KEYS or key in _EXCEPTION_KEYS:
+            return False
+        if isinstance(value, str | int | float) or value is None:
+            texts.append(f"{key}={value}")
+        else:
+            return False
+    joined = "\n".join(texts)
+    return _scrub(joined) == joined
+
+
+_EXCEPTION_KEYS = frozenset({"exc_info", "exception", "stack", "stack_info"})
+
+
+def _redacting(*render: Any) -> Any:
+    """The end of :func:`configure_logging`'s chain: ``render`` (exception formatting, the renderer)
+    between the redaction of the fields and a final scrub of the rendered line (tracebacks, reprs);
+    a clean event (see :func:`_is_clean`) is rendered with no scrubbing at all."""
+
+    def processor(logger: Any, method: str, event_dict: Any) -> Any:
+        clean = _is_clean(event_dict)
+        if not clean:
+            event_dict = _redact_fields(event_dict)
+        for step in render:
+            event_dict = step(logger, method, event_dict)
+        return event_dict if clean or not isinstance(event_dict, str) else _scrub(event_dict)
+
+    return processor
 
 
 def _scrub_rendered(_logger: Any, _method: str, event_dict: Any) -> Any:
@@ -269,15 +342,13 @@ def configure_logging(
         if format == "console"
         else structlog.processors.JSONRenderer()
     )
+    steps = (structlog.processors.format_exc_info, renderer) if format == "json" else (renderer,)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info if format == "json" else _identity,
-            renderer,
-            _scrub_rendered,
+            _redacting(*steps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=out),
@@ -285,6 +356,3 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
 
-
-def _identity(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return event_dict
