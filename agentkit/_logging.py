@@ -59,7 +59,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (
         ("api-key", "api_key", "apikey", "authorization", "passw", "secret", "access", "refresh"),
         re.compile(
-            r"(?i)((?<![A-Za-z0-9_\-])(?:x-api-key|api[-_]?key|(?:proxy-)?authorization|passw(?:or)?d"
+            r"(?i)((?<![A-Za-z0-9_\-])(?:x-)?(?:api[-_]?key|(?:proxy-)?authorization|passw(?:or)?d"
             r"|(?:client[-_])?secret|(?:access|refresh)[-_]token)[\"']?\s*[:=]\s*(?:b(?=[\"']))?[\"']?\s*"
             r"(?:(?:bearer|basic|digest|token)\s+)?)(?!\[redacted)[^\s\"',;&}\])]+"
         ),

@@ -430,3 +430,13 @@ async def test_coloured_console_tracebacks_are_scrubbed_too() -> None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
     assert "PermissionError" in plain and "call_gateway" in plain
     assert_no_leak(plain, key)
+
+
+def test_credential_fields_of_any_spelling_are_redacted_in_the_rendered_line(json_logs: io.StringIO) -> None:
+    log = structlog.get_logger("app")
+    log.info("oauth", **{"client-secret": "cs_live_51Hx9kQ2", "X-Refresh-Token": "rt_8f7e6d5c4b3a"})
+    log.info("gateway", upstream="https://bob:pa55-w0rd-x@gw.internal/v1", status=200)
+    logs = json_logs.getvalue()
+    for fragment in ("cs_live_51Hx9kQ2", "rt_8f7e6d5c4b3a", "pa55-w0rd-x"):
+        assert fragment not in logs, logs
+    assert [json.loads(line)["status"] for line in logs.splitlines()[1:]] == [200]  # other fields intact
