@@ -104,7 +104,8 @@ class _Headers(dict[str, str]):
 
 
 def _forget_locals(error: BaseException) -> None:
-    """Clear the locals of the finished frames in ``error``'s traceback and its causes.
+    """Clear what in ``error`` and its causes could render the key: the locals of their finished
+    frames, and the request attached to an httpx2 error (replaced by a copy with credentials masked).
 
     A transport failure is raised deep in the HTTP stack, whose frames hold the request's raw head
     (the key included): a traceback rendered with its locals (error trackers do that) must not show
@@ -115,6 +116,11 @@ def _forget_locals(error: BaseException) -> None:
     while chain is not None and id(chain) not in seen:
         seen.add(id(chain))
         traceback.clear_frames(chain.__traceback__)
+        request = getattr(chain, "_request", None)
+        if isinstance(request, httpx2.Request) and isinstance(chain, httpx2.RequestError):
+            headers = request.headers.multi_items()
+            masked = [(k, "[redacted]" if k.lower() in _SECRET_HEADERS else v) for k, v in headers]
+            chain.request = httpx2.Request(request.method, request.url, headers=masked)
         chain = chain.__cause__ or chain.__context__
 
 

@@ -154,18 +154,37 @@ async def test_auth_failure_traceback_locals_render_no_key(shape: str) -> None:
                 assert_no_leak(rendered, key)
 
 
+@pytest.mark.parametrize("own_pool", [True, False], ids=["own-pool", "http_client"])
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("shape", sorted(KEYS))
-async def test_connection_failure_traceback_locals_render_no_key(shape: str, stream: bool) -> None:
+async def test_connection_failure_traceback_locals_render_no_key(
+    shape: str, stream: bool, own_pool: bool
+) -> None:
     key = KEYS[shape]
     with LocalServer(Script([reply.drop()] * 3), api_key=key) as server:
-        async with Client(api_key=key, base_url=server.base_url, max_retries=0) as client:
+        async with httpx2.AsyncClient() as http:
+            client = Client(
+                api_key=key, base_url=server.base_url, max_retries=0, http_client=None if own_pool else http
+            )
             agent = Agent(client, model=MODEL)
             agent.stream_requests = stream
             exc = await failure(agent.run("hi"))
+            await client.aclose()
     assert isinstance(exc, APIConnectionError)
     rendered = tb_with_locals(exc)
     assert "direct cause" in rendered or "During handling" in rendered  # the cause chain is rendered
+    # an httpx2 error in the chain may carry its request (httpx2's client sets it): its headers,
+    # rendered, show no key either
+    attached: list[httpx2.Request] = []
+    chain: BaseException | None = exc
+    while chain is not None:
+        request = getattr(chain, "_request", None)
+        if isinstance(request, httpx2.Request):
+            attached.append(request)
+        chain = chain.__cause__ or chain.__context__
+    if not own_pool:
+        assert attached and all(r.url.path == "/v1/messages" for r in attached)
+    rendered += "".join(f"{r!r} {r.headers!r} {vars(r)!r}" for r in attached)
     assert_no_leak(rendered, key)
 
 
