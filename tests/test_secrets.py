@@ -459,3 +459,33 @@ def test_credential_fields_of_any_spelling_are_redacted_in_the_rendered_line(jso
     for fragment in ("cs_live_51Hx9kQ2", "rt_8f7e6d5c4b3a", "pa55-w0rd-x"):
         assert fragment not in logs, logs
     assert [json.loads(line)["status"] for line in logs.splitlines()[1:]] == [200]  # other fields intact
+
+
+async def test_rich_tracebacks_with_locals_show_agentkit_frames_without_secrets() -> None:
+    """An application's own structlog chain, rich tracebacks with ``show_locals=True``: the locals of
+    agentkit's frames (the context, the call's arguments, the logger) render no deps and no key."""
+    pytest.importorskip("rich")
+    key = KEYS["openai-project"]
+    buffer = io.StringIO()
+    structlog.configure(
+        processors=[
+            agentkit.redact_secrets,
+            structlog.dev.ConsoleRenderer(
+                colors=False,
+                exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=True, color_system=None),
+            ),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=buffer),
+    )
+    try:
+        script = Script([reply.tool_use("lookup_account", {"account": "acct_7"}), reply.text("done")])
+        with LocalServer(script, api_key=key) as server:
+            async with Client(api_key=key, base_url=server.base_url) as client:
+                agent = Agent(client, model=MODEL, tools=[lookup_account], deps_type=Deps)
+                await agent.run("check", deps=Deps(db_password=PASSWORD))
+    finally:
+        structlog.reset_defaults()
+    out = buffer.getvalue()
+    assert "tool.error" in out and "ConnectionRefusedError" in out
+    assert "deps=<Deps>" in out  # the context was rendered, as its type-only repr
+    assert_no_leak(out, key, PASSWORD)
