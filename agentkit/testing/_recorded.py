@@ -15,10 +15,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SECRET_HEADERS", "RedactedHeader", "redact_headers"]
+from .._secrets import _SECRET_HEADERS
 
-SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
-"""The request headers recorded redacted."""
+__all__ = ["RedactedHeader", "redact_headers"]
 
 _SALT = secrets.token_bytes(16)
 _SCHEMES = frozenset({"bearer", "basic", "digest", "token"})
@@ -69,4 +68,4 @@ class RedactedHeader(str):
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy of lower-cased ``headers`` with every credential header redacted."""
-    return {k: RedactedHeader.of(v) if k in SECRET_HEADERS else v for k, v in headers.items()}
+    return {k: RedactedHeader.of(v) if k in _SECRET_HEADERS else v for k, v in headers.items()}
