@@ -600,6 +600,9 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
     except httpx2.TransportError as exc:
         _forget_locals(exc)
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:  # a cancellation (the caller's deadline) passed through those frames too
+        _forget_locals(exc)
+        raise
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

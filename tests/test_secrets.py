@@ -27,6 +27,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 import structlog
@@ -193,6 +194,27 @@ async def test_connection_failure_traceback_locals_render_no_key(
     if not own_pool:
         assert attached and all(r.url.path == "/v1/messages" for r in attached)
     rendered += "".join(f"{r!r} {r.headers!r} {vars(r)!r}" for r in attached)
+    assert_no_leak(rendered, key)
+
+
+async def within(seconds: float, awaitable: Awaitable[Any]) -> Any:
+    with anyio.fail_after(seconds):
+        return await awaitable
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_timeout_around_a_run_renders_no_key(stream: bool) -> None:
+    """The application's own deadline cancels a request in flight: the cancellation passed through the
+    HTTP stack's frames (the raw request head among their locals) and is the timeout's context."""
+    key = KEYS["hex-gateway"]
+    with LocalServer(latency=30, api_key=key) as server:
+        async with Client(api_key=key, base_url=server.base_url) as client:
+            agent = Agent(client, model=MODEL)
+            agent.stream_requests = stream
+            exc = await failure(within(0.3, agent.run("hi")))
+    assert isinstance(exc, TimeoutError)
+    rendered = tb_with_locals(exc)
+    assert "_send" in rendered  # the frames of the request in flight are rendered
     assert_no_leak(rendered, key)
 
 
