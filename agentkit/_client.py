@@ -25,7 +25,7 @@ from ._exceptions import (
     _make_status_error,
 )
 from ._logging import _register_secret, get_logger
-from ._secrets import _forget_locals, _Headers, _Secret
+from ._secrets import _forget_locals, _Headers, _is_secret_header, _Secret
 from ._sse import MessageAccumulator, SSEDecoder
 from ._transport import _Transport
 from .types import (
@@ -368,6 +368,8 @@ class Client:
                 headers["x-api-key"] = self._api_key.get()
         for name, value in (extra or {}).items():
             headers[name.lower()] = value
+            if _is_secret_header(name):  # a gateway's own credential header: scrubbed from logs too
+                _register_secret(value)
         return headers
 
     def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> _Headers:

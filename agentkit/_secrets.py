@@ -39,7 +39,15 @@ class _Secret:
 
 
 # Headers whose values are credentials: never rendered (a traceback's locals are rendered with repr).
+# Besides the standard ones, any header whose name says so (x-goog-api-key, x-auth-token, ...).
 _SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
+_SECRET_HEADER_WORDS = ("key", "token", "secret", "auth", "cookie", "passw")
+
+
+def _is_secret_header(name: str) -> bool:
+    """Whether a header (by name) carries a credential."""
+    name = name.lower()
+    return name in _SECRET_HEADERS or any(word in name for word in _SECRET_HEADER_WORDS)
 
 
 class _Headers(dict[str, str]):
@@ -48,7 +56,7 @@ class _Headers(dict[str, str]):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return repr({k: "[redacted]" if k.lower() in _SECRET_HEADERS else v for k, v in self.items()})
+        return repr({k: "[redacted]" if _is_secret_header(k) else v for k, v in self.items()})
 
     __str__ = __repr__
 
@@ -69,6 +77,6 @@ def _forget_locals(error: BaseException) -> None:
         request = getattr(chain, "_request", None)
         if isinstance(request, httpx2.Request) and isinstance(chain, httpx2.RequestError):
             headers = request.headers.multi_items()
-            masked = [(k, "[redacted]" if k.lower() in _SECRET_HEADERS else v) for k, v in headers]
+            masked = [(k, "[redacted]" if _is_secret_header(k) else v) for k, v in headers]
             chain.request = httpx2.Request(request.method, request.url, headers=masked)
         chain = chain.__cause__ or chain.__context__

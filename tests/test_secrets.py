@@ -523,3 +523,21 @@ async def test_rich_tracebacks_with_locals_show_agentkit_frames_without_secrets(
     assert "tool.error" in out and "ConnectionRefusedError" in out
     assert "deps=<Deps>" in out  # the context was rendered, as its type-only repr
     assert_no_leak(out, key, PASSWORD)
+
+
+async def test_a_gateway_credential_header_is_guarded_like_the_key(json_logs: io.StringIO) -> None:
+    token = "gw-tok-7Hq2Lp9Xv4Zm8Rn3Kd6Ws1Yb"
+    with LocalServer(api_key="sk-test") as server:
+        async with Client(
+            api_key="sk-test",
+            base_url=server.base_url,
+            default_headers={"X-Gateway-Token": token, "anthropic-beta": "tools-2024"},
+        ) as client:
+            assert "tools-2024" in repr(vars(client))  # ordinary headers still show
+            assert_no_leak(repr(vars(client)), token)
+            await client.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        (request,) = server.requests
+    assert request.headers["x-gateway-token"] == token and request.headers["anthropic-beta"] == "tools-2024"
+    assert_no_leak(repr(request), token)
+    structlog.get_logger("app").info("proxy", note=f"gateway token starts {token[:14]}")
+    assert_no_leak(json_logs.getvalue(), token)

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from .._secrets import _SECRET_HEADERS
+from .._secrets import _is_secret_header
 
 __all__ = ["RedactedHeader", "redact_headers"]
 
@@ -67,5 +67,7 @@ class RedactedHeader(str):
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of lower-cased ``headers`` with every credential header redacted."""
-    return {k: RedactedHeader.of(v) if k in _SECRET_HEADERS else v for k, v in headers.items()}
+    """A copy of lower-cased ``headers`` with every credential header redacted (``x-api-key``,
+    ``authorization``, ``proxy-authorization``, ``cookie``, and any whose name says key, token,
+    secret, auth or password)."""
+    return {k: RedactedHeader.of(v) if _is_secret_header(k) else v for k, v in headers.items()}
