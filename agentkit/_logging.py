@@ -3,10 +3,15 @@
 Importing agentkit configures nothing: the library only calls ``structlog.get_logger()``. An
 application calls :func:`configure_logging` once (pretty console in development, JSON lines in
 production), or wires :func:`redact_secrets` into its own structlog chain.
+
+Redaction: every key given to a ``Client`` is registered; any run of 12 of its characters is redacted
+wherever it appears (a truncated rendering leaks a prefix), and credentials of known shapes are
+redacted unregistered. Console tracebacks are rendered without frame locals.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -291,6 +296,7 @@ def _scrub_rendered(_logger: Any, _method: str, event_dict: Any) -> Any:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+@functools.cache
 def _exception_formatter(colors: bool) -> Any:
     """The console's traceback renderer: rich's when installed, but never with frame locals (they
     hold deps, headers and keys, and rich prints them truncated, past any whole-value redaction);
