@@ -241,6 +241,7 @@ class Agent(Generic[DepsT, OutputT]):
         """
         _validate.run_arguments("Agent.run", prompt, history, Conversation)
         run = _Run(self, self._new_state(prompt, history), deps, None, self.stream_requests)
+        del deps  # held by the run's context only, whose repr never shows it (tracebacks render locals)
         return cast(RunResult[OutputT], await drive(run))
 
     def run_sync(
@@ -293,6 +294,7 @@ class Agent(Generic[DepsT, OutputT]):
         the approved calls again. Resume a given paused state once.
         """
         run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
+        del deps  # as in run()
         return cast(RunResult[OutputT], await drive(run))
 
     def resume_sync(

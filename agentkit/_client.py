@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._json import loads
 from ._logging import _register_secret, get_logger
 from ._retry import classify, parse_retry_after, retry_delay
+from ._secrets import _forget_locals, _Headers, _is_secret_header, _Secret
 from ._sse import MessageAccumulator, SSEDecoder, typed_event
 from ._transport import _Transport
 from .types import (
@@ -55,21 +56,6 @@ _PROVIDER_AUTH: dict[str, AuthStyle] = {"anthropic": "x-api-key", "poyo": "x-api
 _PROVIDER_BASE_URL: dict[str, str | None] = {"anthropic": DEFAULT_BASE_URL, "poyo": None, "toapis": None}
 
 _T = TypeVar("_T")
-
-
-class _Secret:
-    """Holds the API key; its repr never shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 class Client:
@@ -116,10 +102,13 @@ class Client:
         max_connections: int = 1000,
     ) -> None:
         _validate.client_arguments(locals())  # first: it reads the arguments from locals()
+        # Wrapped at once, and no plain local left: a traceback of a failing __init__ may render its locals.
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        del api_key
         self._api_key = _Secret(key) if key else None
         if key:
             _register_secret(key)
+        del key
         self.provider: Provider = provider or "anthropic"
         self.auth: AuthStyle = auth or _PROVIDER_AUTH[self.provider]
         url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or _PROVIDER_BASE_URL[self.provider]
@@ -364,10 +353,10 @@ class Client:
         await self.aclose()
 
     def __repr__(self) -> str:
-        key = "set" if self._api_key else "none"
-        return (
-            f"Client(base_url={self.base_url!r}, provider={self.provider!r}, auth={self.auth!r}, key={key})"
-        )
+        # getattr: a half-built client (an error inside __init__) is rendered in tracebacks too
+        key = "set" if getattr(self, "_api_key", None) else "none"
+        fields = ", ".join(f"{n}={getattr(self, n, None)!r}" for n in ("base_url", "provider", "auth"))
+        return f"Client({fields}, key={key})"
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -379,13 +368,13 @@ class Client:
             url = self._urls[text] = httpx2.URL(text)
         return url
 
-    def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {
+    def _build_headers(self, extra: Mapping[str, str] | None) -> _Headers:
+        headers = _Headers({
             "anthropic-version": self.anthropic_version,
             "content-type": "application/json",
             "accept": "application/json",
             "user-agent": "agentkit/0.1",
-        }
+        })
         if self._api_key is not None:
             if self.auth == "bearer":
                 headers["authorization"] = f"Bearer {self._api_key.get()}"
@@ -393,6 +382,8 @@ class Client:
                 headers["x-api-key"] = self._api_key.get()
         for name, value in (extra or {}).items():
             headers[name.lower()] = value
+            if _is_secret_header(name):  # a gateway's own credential header: scrubbed from logs too
+                _register_secret(value)
         return headers
 
     def _total(self, total_timeout: float | None) -> float | None:
@@ -401,8 +392,8 @@ class Client:
             return self.total_timeout
         return check_total_timeout(total_timeout)
 
-    def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = dict(self._headers)
+    def _headers_for(self, attempt: int, extra: Mapping[str, str] | None) -> _Headers:
+        headers = _Headers(self._headers)
         if attempt:
             headers["x-stainless-retry-count"] = str(attempt)
         if extra:
@@ -599,10 +590,12 @@ class MessageStream:
                     if payload is not None:
                         yield payload
         except httpx2.TimeoutException as exc:
+            _forget_locals(exc)
             raise APITimeoutError(
                 "the stream stalled past the read timeout", request_id=self.request_id
             ) from exc
         except httpx2.TransportError as exc:
+            _forget_locals(exc)
             raise APIConnectionError(
                 f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
             ) from exc
@@ -632,9 +625,14 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
     try:
         yield
     except httpx2.TimeoutException as exc:
+        _forget_locals(exc)
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
+        _forget_locals(exc)
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:  # a cancellation (the caller's deadline) passed through those frames too
+        _forget_locals(exc)
+        raise
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

@@ -29,7 +29,7 @@ def _default_logger() -> Any:
     return get_logger("agentkit.tool")
 
 
-@dataclass
+@dataclass(repr=False)
 class RunContext(Generic[DepsT]):
     """The context handed to a tool that asks for it.
 
@@ -41,6 +41,9 @@ class RunContext(Generic[DepsT]):
         log: A structlog logger bound to the run (and, inside a tool, to the tool call).
         tool_use_id: The id of the ``tool_use`` block being answered (set per call).
         messages: The conversation so far; read it, do not modify it.
+
+    Its repr names the deps' type only, never their contents (deps often hold passwords and handles,
+    and a context is rendered wherever a traceback shows locals).
     """
 
     deps: DepsT
@@ -50,3 +53,10 @@ class RunContext(Generic[DepsT]):
     log: Any = field(default_factory=_default_logger, repr=False)
     tool_use_id: str | None = None
     messages: list[MessageParam] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        deps = "None" if self.deps is None else f"<{type(self.deps).__qualname__}>"
+        return (
+            f"RunContext(deps={deps}, run_id={self.run_id!r}, turn={self.turn}, usage={self.usage!r}, "
+            f"tool_use_id={self.tool_use_id!r})"
+        )

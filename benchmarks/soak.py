@@ -112,8 +112,8 @@ def serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         while not stop.wait(0.2):
             pass
-        requests = len(server.requests)
-        statuses = Counter(str(r.status) for r in server.requests)
+        requests = server.requests_received
+        statuses = Counter(str(r.status) for r in server.requests)  # of the last max_recorded
     sys.stdout.write(json.dumps({"faults": dict(stats), "requests": requests, "statuses": statuses}) + "\n")
     sys.stdout.flush()
     return 0

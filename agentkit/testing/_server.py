@@ -16,6 +16,7 @@ import json
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,7 @@ from ._policies import (
     ScriptExhausted,
     TrickleReply,
 )
+from ._recorded import redact_headers
 from ._validation import InvalidRequest, validate_count_tokens, validate_create
 from ._wire import complete_message, dumps, error_body, estimate_tokens, message_events, new_id, sse_event
 
@@ -77,6 +79,7 @@ _REASONS = {
     529: "Overloaded",
 }
 _SSE_TYPE = "text/event-stream; charset=utf-8"
+DEFAULT_MAX_RECORDED = 10_000
 _JSON_TYPE = "application/json"
 
 
@@ -115,6 +118,12 @@ class LocalServer:
     that window, as a remote API's would; a policy that takes longer delays the answer).
     ``verify_signatures`` rejects thinking blocks whose text no longer matches the
     signature this server gave them. ``policy`` may be swapped while running.
+
+    Recorded requests (and the requests policies see) carry no credentials: ``x-api-key``,
+    ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` values read ``[redacted]`` (after the
+    scheme: ``Bearer [redacted]``) yet compare equal to the value sent, so
+    ``server.requests[0].headers["x-api-key"] == key`` still tells which key arrived. Only the last
+    ``max_recorded`` requests are kept (default 10 000); ``requests_received`` counts them all.
     """
 
     def __init__(
@@ -129,7 +138,10 @@ class LocalServer:
         models: Iterable[str] = DEFAULT_MODELS,
         verify_signatures: bool = True,
         backlog: int = 4096,
+        max_recorded: int = DEFAULT_MAX_RECORDED,
     ) -> None:
+        if not isinstance(max_recorded, int) or isinstance(max_recorded, bool) or max_recorded < 1:
+            raise ValueError(f"max_recorded must be an int >= 1 (the requests kept), got {max_recorded!r}")
         if flavour not in ("anthropic", "poyo", "toapis"):
             raise ValueError(f"unknown flavour {flavour!r}; use 'anthropic', 'poyo' or 'toapis'")
         self.policy: Policy = policy if policy is not None else EchoPolicy()
@@ -143,7 +155,8 @@ class LocalServer:
         self._backlog = backlog
         self._port: int | None = None
         self._lock = threading.Lock()
-        self._requests: list[Request] = []
+        self._requests: deque[Request] = deque(maxlen=max_recorded)
+        self._received = 0
         self._counter = itertools.count()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,9 +182,14 @@ class LocalServer:
 
     @property
     def requests(self) -> list[Request]:
-        """A snapshot of the requests received so far, oldest first."""
+        """A snapshot of the recorded requests (the last ``max_recorded``), oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def requests_received(self) -> int:
+        """How many requests the server received in all (recorded or not, cleared or not)."""
+        return self._received
 
     @property
     def connections_accepted(self) -> int:
@@ -179,7 +197,7 @@ class LocalServer:
         return self._connections
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests (``requests_received`` keeps counting)."""
         with self._lock:
             self._requests.clear()
 
@@ -208,6 +226,11 @@ class LocalServer:
         thread.join()
         self._thread = None
         self._port = None
+
+    def __repr__(self) -> str:
+        where = f"http://{self.host}:{self._port}" if self._port is not None else "not running"
+        key = "any key" if self.api_key is None else "key set"
+        return f"<LocalServer {where} flavour={self.flavour!r} {key} requests={self._received}>"
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -287,9 +310,9 @@ class LocalServer:
                     break
                 if parsed is None:
                     break
-                request, keep_alive = parsed
+                request, keep_alive, auth = parsed
                 try:
-                    await self._serve(request, writer, keep_alive, asyncio.get_running_loop().time())
+                    await self._serve(request, writer, keep_alive, asyncio.get_running_loop().time(), auth)
                 except _Closed:
                     return
                 except (ConnectionError, OSError):
@@ -317,7 +340,9 @@ class LocalServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[Request, bool] | None:
+    async def _read_request(
+        self, reader: asyncio.StreamReader
+    ) -> tuple[Request, bool, tuple[int, str, str] | None] | None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
@@ -359,18 +384,20 @@ class LocalServer:
                 parsed_json = json.loads(body)
             except ValueError:
                 parsed_json = None
+        auth = self._auth_problem(headers)  # the only look at the credentials: they are not recorded
         with self._lock:
             request = Request(
                 method=method,
                 path=path,
-                headers=headers,
+                headers=redact_headers(headers),
                 body=body,
                 json=parsed_json,
                 index=next(self._counter),
                 query=query,
             )
             self._requests.append(request)
-        return request, keep_alive
+            self._received += 1
+        return request, keep_alive, auth
 
     # ------------------------------------------------------------------ responses
 
@@ -441,19 +468,25 @@ class LocalServer:
         )
 
     async def _serve(
-        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, received: float
+        self,
+        request: Request,
+        writer: asyncio.StreamWriter,
+        keep_alive: bool,
+        received: float,
+        auth: tuple[int, str, str] | None,
     ) -> None:
         """Answer ``latency`` seconds after the request arrived: the server's own work (validation, the
         policy) runs inside that window, as a remote API's does, so a burst of requests is not delayed
         by this process's CPU on top of the latency."""
-        reply = self._render(request, await self._reply(request))
+        reply = self._render(request, await self._reply(request, auth))
         if self.latency > 0:
             loop = asyncio.get_running_loop()
             await asyncio.sleep(max(0.0, received + self.latency - loop.time()))
         await self._answer(request, writer, keep_alive, reply)
 
-    async def _reply(self, request: Request) -> ReplyLike:
-        """What to answer ``request`` with (errors included), not yet sent."""
+    async def _reply(self, request: Request, auth: tuple[int, str, str] | None) -> ReplyLike:
+        """What to answer ``request`` with (errors included), not yet sent; ``auth`` is what is wrong
+        with its credentials (judged before they were redacted), if anything."""
         route = (request.method, request.path)
         handler: Callable[[Request], Awaitable[ReplyLike]]
         if route == ("POST", "/v1/messages"):
@@ -466,9 +499,8 @@ class LocalServer:
             handler = self._models
         else:
             return ErrorReply(404, "not_found_error", f"Not found: {request.method} {request.path}")
-        problem = self._auth_problem(request.headers)
-        if problem is not None:
-            status, error_type, message = problem
+        if auth is not None:
+            status, error_type, message = auth
             envelope = status if self.flavour == "poyo" else None  # PoYo answers these as envelopes
             return ErrorReply(status, error_type, message, envelope_code=envelope)
         return await handler(request)
