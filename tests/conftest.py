@@ -164,3 +164,34 @@ def corpus_params() -> list[Any]:
     params = [pytest.param(OWN, id="own")]
     params.append(pytest.param(SHARED, id="shared") if HAVE_SHARED else _shared_placeholder())
     return params
+
+
+def tool_uses_in(messages: Iterable[Any]) -> list[Any]:
+    """The ``tool_use`` blocks of a history's assistant turns, in order."""
+    from agentkit.types import ToolUseBlock
+
+    return [
+        b
+        for m in messages
+        if m.role == "assistant" and not isinstance(m.content, str)
+        for b in m.content
+        if isinstance(b, ToolUseBlock)
+    ]
+
+
+def tool_use_ids(messages: Iterable[Any]) -> list[str]:
+    """The ids of a history's ``tool_use`` blocks, in order."""
+    return [b.id for b in tool_uses_in(messages)]
+
+
+def results_by_id(messages: Iterable[Any]) -> dict[str, Any]:
+    """A history's ``tool_result`` blocks by ``tool_use_id``."""
+    from agentkit.types import ToolResultBlock
+
+    return {
+        b.tool_use_id: b
+        for m in messages
+        if m.role == "user" and not isinstance(m.content, str)
+        for b in m.content
+        if isinstance(b, ToolResultBlock)
+    }

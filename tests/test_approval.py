@@ -29,7 +29,9 @@ from agentkit import (
     tool,
 )
 from agentkit.testing import LocalServer, Script, reply
-from agentkit.types import ToolResultBlock, ToolUseBlock
+from agentkit.types import ToolUseBlock
+
+from .conftest import results_by_id, tool_use_ids
 
 pytestmark = pytest.mark.anyio
 MODEL = "claude-sonnet-4-6"
@@ -77,26 +79,6 @@ def script() -> Script:
 def agent_for(server: LocalServer, tools: list[Any], **kwargs: Any) -> Agent[Any, Any]:
     client = Client(api_key="sk-test", base_url=server.base_url, max_retries=0)
     return Agent(client, model=MODEL, tools=tools, **kwargs)
-
-
-def results_by_id(messages: list[Any]) -> dict[str, ToolResultBlock]:
-    return {
-        b.tool_use_id: b
-        for m in messages
-        if m.role == "user" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolResultBlock)
-    }
-
-
-def tool_use_ids(messages: list[Any]) -> list[str]:
-    return [
-        b.id
-        for m in messages
-        if m.role == "assistant" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolUseBlock)
-    ]
 
 
 async def test_a_call_needing_approval_pauses_the_run_after_the_turns_other_calls() -> None:

@@ -82,6 +82,8 @@ from agentkit._tool import tool
 from agentkit.testing import FunctionPolicy, LocalServer, MessageReply, Request, reply
 from agentkit.types import Message, MessageParam, ToolResultBlock, ToolUseBlock, to_wire
 
+from .conftest import results_by_id, tool_use_ids
+
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
@@ -247,24 +249,6 @@ def wire(messages: list[MessageParam]) -> list[dict[str, Any]]:
     return [to_wire(m) for m in messages]  # type: ignore[misc]
 
 
-def tool_use_ids(messages: list[MessageParam]) -> list[str]:
-    return [
-        b.id
-        for m in messages
-        if m.role == "assistant" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolUseBlock)
-    ]
-
-
-def results_by_id(messages: list[MessageParam]) -> dict[str, ToolResultBlock]:
-    return {
-        b.tool_use_id: b
-        for m in messages
-        if m.role == "user" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolResultBlock)
-    }
 
 
 def statuses(server: LocalServer) -> list[int | None]:

@@ -22,7 +22,9 @@ from agentkit._events import (
 )
 from agentkit._tool import tool
 from agentkit.testing import LocalServer, Script, reply
-from agentkit.types import ToolResultBlock, ToolUseBlock
+from agentkit.types import ToolUseBlock
+
+from .conftest import results_by_id, tool_uses_in
 
 pytestmark = pytest.mark.anyio
 
@@ -33,26 +35,6 @@ CANCELLED = "not run: the run was cancelled"
 def make_agent(server: LocalServer, **kwargs: Any) -> Agent[Any, Any]:
     client = Client(api_key="sk-test", base_url=server.base_url, max_retries=0)
     return Agent(client, model=MODEL, **kwargs)
-
-
-def results_of(conversation: Conversation) -> dict[str, ToolResultBlock]:
-    return {
-        b.tool_use_id: b
-        for m in conversation.messages
-        if m.role == "user" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolResultBlock)
-    }
-
-
-def tool_uses_of(conversation: Conversation) -> list[ToolUseBlock]:
-    return [
-        b
-        for m in conversation.messages
-        if m.role == "assistant" and not isinstance(m.content, str)
-        for b in m.content
-        if isinstance(b, ToolUseBlock)
-    ]
 
 
 class FastAndSlow:
@@ -113,7 +95,7 @@ async def test_a_fast_call_is_reported_before_a_slow_call_of_the_same_turn_ends(
     assert finished == ["fast", "slow"]
     assert stream.result is not None
     assert stream.result.text == "done"
-    results = [r.content for r in results_of(Conversation(stream.result.messages)).values()]
+    results = [r.content for r in results_by_id(stream.result.messages).values()]
     assert results == ["slow 1", "fast 2"]  # the history keeps tool_use order
 
 
@@ -202,7 +184,7 @@ async def test_ordering_over_two_turns_of_three_parallel_calls() -> None:
         assert max(finished) < positions(TurnFinished, turn + 1)[0]
     conversation = Conversation(stream.result.messages)
     conversation.check()
-    assert [r.content for r in results_of(conversation).values()] == [
+    assert [r.content for r in results_by_id(conversation.messages).values()] == [
         f"job {t}.{n}" for t in (1, 2) for n in (1, 2, 3)
     ]
 
@@ -231,8 +213,8 @@ async def test_leaving_the_block_at_a_tool_call_started_answers_every_tool_use()
     assert stream.result is None
     assert ran == []
     conversation.check()  # every tool_use answered: the history can be sent again
-    results = results_of(conversation)
-    assert [t.id for t in tool_uses_of(conversation)] == list(results)
+    results = results_by_id(conversation.messages)
+    assert [t.id for t in tool_uses_in(conversation.messages)] == list(results)
     assert all(r.is_error and r.content == CANCELLED for r in results.values())
 
 
@@ -250,8 +232,8 @@ async def test_leaving_the_block_while_a_call_runs_cancels_it_and_keeps_the_hist
     assert not tools.slow_waiting
     assert stream.result is None
     conversation.check()
-    slow_use, fast_use = tool_uses_of(conversation)
-    results = results_of(conversation)
+    slow_use, fast_use = tool_uses_in(conversation.messages)
+    results = results_by_id(conversation.messages)
     assert results[fast_use.id].content == "fast 2"
     assert results[slow_use.id].is_error
     assert results[slow_use.id].content == CANCELLED
@@ -271,7 +253,7 @@ async def test_cancelling_the_consumer_while_calls_run_keeps_the_history_valid()
     assert tools.slow_cancelled
     assert stream.result is None
     conversation.check()
-    assert [r.content for r in results_of(conversation).values()] == [CANCELLED, "fast 2"]
+    assert [r.content for r in results_by_id(conversation.messages).values()] == [CANCELLED, "fast 2"]
 
 
 async def _error_of(agent: Agent[Any, Any], mode: str, history: Conversation) -> BaseException:
