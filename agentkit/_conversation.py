@@ -30,6 +30,9 @@ class Conversation:
         from .types import Usage
 
         self.usage = Usage()
+        #: input tokens (cache reads and writes included) of the last request made with this history:
+        #: what ``Compaction.trigger_tokens`` is compared with
+        self.context_tokens = 0
 
     @property
     def messages(self) -> list[MessageParam]:
@@ -99,6 +102,15 @@ class _Transcript:
     def _push(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages.append(param)
         self.wire.append(wire)
+
+    def replace(self, wire: list[dict[str, Any]]) -> None:
+        """Replace the committed history (compaction) in place: messages that are the very same dicts
+        as before keep their models, the others are parsed; the next history check is a full one."""
+        models = {id(w): m for w, m in zip(self.wire, self.conversation._messages, strict=True)}
+        params = [models.get(id(w)) or MessageParam.model_validate(w) for w in wire]
+        self.conversation._messages[:] = params
+        self.wire[:] = wire
+        self.checked = 0
 
     def _replace_last(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages[-1] = param
