@@ -22,7 +22,9 @@ Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | None
 
 class Conversation:
     """History carried across runs (multi-turn bots). Runs append to it in place, so even a run that
-    fails or is cancelled leaves it valid to continue. Serialises to and from JSON."""
+    fails or is cancelled leaves it valid to continue (and an agent with ``compaction=`` compacts it in
+    place). Serialises to and from JSON. ``usage`` sums the tokens of its requests; ``context_tokens``
+    is the input size (cache included) of the last one."""
 
     def __init__(self, messages: Iterable[MessageParam | Mapping[str, Any]] = ()) -> None:
         self._messages: list[MessageParam] = _as_params(messages)
@@ -56,17 +58,23 @@ class Conversation:
 
     def to_json(self) -> str:
         """Serialise the history (and usage) to a JSON string."""
-        return json.dumps({"messages": self.to_wire(), "usage": to_wire(self.usage)}, ensure_ascii=False)
+        data = {
+            "messages": self.to_wire(),
+            "usage": to_wire(self.usage),
+            "context_tokens": self.context_tokens,
+        }
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Conversation:
         """Load a conversation saved with :meth:`to_json` (or a bare list of messages). It is checked
         like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`); text that is
         not such JSON raises :class:`ConfigurationError`."""
-        messages, usage = _validate.saved_conversation(data)
+        messages, usage, context_tokens = _validate.saved_conversation(data)
         conversation = cls(messages)
         if usage is not None:
             conversation.usage = usage
+        conversation.context_tokens = context_tokens
         conversation.check()
         return conversation
 
@@ -87,6 +95,7 @@ class Conversation:
         """Forget every turn."""
         self._messages.clear()
         self._wire = None
+        self.context_tokens = 0
 
 
 class _Transcript:

@@ -8,7 +8,8 @@ fails (errors, limits, cancellation):
 
 - the committed history is valid for the API: every ``tool_use`` is answered by a ``tool_result`` at
   the start of the next user turn (an assistant turn enters the history with its answers);
-- assistant turns are kept exactly as received (thinking signatures included);
+- assistant turns are kept exactly as received (thinking signatures included); compaction (opt-in,
+  :mod:`agentkit._compaction`) only shortens ``tool_result`` contents or drops whole early turns;
 - each ``tool_use`` id runs at most once.
 """
 

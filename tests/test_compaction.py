@@ -180,6 +180,29 @@ async def test_clearing_leaves_thinking_untouched() -> None:
     ] * 2
 
 
+async def test_a_conversation_keeps_its_context_size_across_runs_and_json() -> None:
+    # A chat bot: each run starts from the stored conversation. The size reported by the last request
+    # of one run triggers compaction at the first request of the next, even after a JSON round trip.
+    script = Script(
+        [fetch_call(1, 100), fetch_call(2, 100), sized(reply.text("first"), 5000), reply.text("2nd")]
+    )
+    compaction = Compaction(trigger_tokens=1000, keep_tool_results=0)
+    with LocalServer(policy=script) as server:
+        agent = agent_for(server, compaction)
+        chat = Conversation()
+        await agent.run("first question", history=chat)
+        assert chat.context_tokens == 5000
+        chat = Conversation.from_json(chat.to_json())
+        assert chat.context_tokens == 5000
+        await agent.run("second question", history=chat)
+    sent = server.requests[3].messages
+    assert [r["content"] for r in all_results(sent)] == ["[result cleared to save context: 4,008 chars]"] * 2
+    assert sent[-1] == {"role": "user", "content": [{"type": "text", "text": "second question"}]}
+    assert chat.context_tokens > 0  # the second run's own last request
+    with pytest.raises(ConfigurationError, match="'context_tokens' is -1; expected an int >= 0"):
+        Conversation.from_json('{"messages": [], "context_tokens": -1}')
+
+
 # --- summarising older turns -------------------------------------------------------------------
 
 
