@@ -21,6 +21,7 @@ from agentkit import (
     ConfigurationError,
     Conversation,
     Hooks,
+    InternalServerError,
     RunContext,
     RunState,
     tool,
@@ -289,6 +290,35 @@ async def test_summarising_with_thinking_keeps_signatures_and_passes_the_thinkin
     else:  # only the prompt is summarised; every turn of the loop stays, thinking first
         assert after[1:5] == before[1:] and len(after) == 7
     assert "thinking" not in server.requests[3].json
+
+
+async def test_an_empty_summary_or_a_failed_summary_request_leaves_the_history_as_it_was() -> None:
+    compaction = Compaction(trigger_tokens=1000, strategy="summarize", keep_messages=2)
+    empty = Script(
+        [
+            fetch_call(1, 100),
+            fetch_call(2, 5000),
+            sized(reply.text(" "), 700, 3),
+            sized(reply.text("ok"), 300),
+        ]
+    )
+    with LocalServer(policy=empty) as server, capture_logs() as logs:
+        result = await agent_for(server, compaction).run("go")
+    assert result.text == "ok"
+    assert server.requests[3].messages[:3] == server.requests[1].messages  # nothing replaced
+    assert result.usage.input_tokens == 100 + 5000 + 700 + 300  # the summary request still counts
+    assert not [e for e in logs if e["event"] == "guard.compaction"]
+
+    failing = Script([fetch_call(1, 100), fetch_call(2, 5000), reply.error(500)])
+    chat = Conversation()
+    with LocalServer(policy=failing) as server:
+        with pytest.raises(InternalServerError):
+            await agent_for(server, compaction).run("go", history=chat)
+        assert server.requests[2].json["tool_choice"] == {"type": "none"}  # the summary request failed
+    history = chat.to_wire()
+    assert len(history) == 5 and history[:2] == server.requests[1].messages[:2]
+    assert [r["content"] for r in all_results(history)] == [f"page 1: {BIG}", f"page 2: {BIG}"]
+    chat.check()
 
 
 async def test_a_state_saved_after_compaction_round_trips_and_resumes_without_compacting_again() -> None:
