@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._agent import Agent, AgentStream, Hooks
 from ._client import Client, MessageStream, Provider
+from ._compaction import Compaction
 from ._context import RunContext
 from ._conversation import Conversation
 from ._events import (
@@ -82,6 +83,7 @@ __all__ = [
     "BadRequestError",
     "BillingError",
     "Client",
+    "Compaction",
     "ConfigurationError",
     "ConflictError",
     "Conversation",

@@ -17,6 +17,7 @@ from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions com
 
 from . import _trace, _validate
 from ._client import Client
+from ._compaction import Compaction
 from ._context import RunContext
 from ._conversation import Conversation, Prompt, _as_params, _Transcript
 from ._events import AgentEvent, RunFinished, RunResult
@@ -110,6 +111,9 @@ class Agent(Generic[DepsT, OutputT]):
         run_timeout: seconds for the whole run (each :meth:`run` or :meth:`resume`); past it the request
             or the calls under way are stopped, every ``tool_use`` is answered and
             :class:`RunTimeoutError` is raised (``None``: no limit).
+        compaction: a :class:`Compaction` to keep long runs under the context window: past its
+            ``trigger_tokens`` the history is compacted before the next request — in place, so a
+            :class:`Conversation` passed as ``history=`` is compacted too (``None``: never).
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class Agent(Generic[DepsT, OutputT]):
         max_tool_calls_per_turn: int | None = 64,
         max_concurrent_tool_calls: int | None = 16,
         run_timeout: float | None = None,
+        compaction: Compaction | None = None,
     ) -> None:
         _validate.agent_arguments(locals(), Client, (Tool, Toolset))  # first: it reads locals()
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
@@ -209,6 +214,8 @@ class Agent(Generic[DepsT, OutputT]):
             "max_concurrent_tool_calls", max_concurrent_tool_calls, int
         )
         self.run_timeout = _positive("run_timeout", run_timeout, float)
+        _validate.check_type("Agent", "compaction", compaction, Compaction, "Compaction(trigger_tokens=...)")
+        self.compaction = compaction
         self._requests = RequestBuilder(
             model=self.model,
             max_tokens=max_tokens,

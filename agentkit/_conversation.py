@@ -22,7 +22,9 @@ Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | None
 
 class Conversation:
     """History carried across runs (multi-turn bots). Runs append to it in place, so even a run that
-    fails or is cancelled leaves it valid to continue. Serialises to and from JSON."""
+    fails or is cancelled leaves it valid to continue (and an agent with ``compaction=`` compacts it in
+    place). Serialises to and from JSON. ``usage`` sums the tokens of its requests; ``context_tokens``
+    is the input size (cache included) of the last one."""
 
     def __init__(self, messages: Iterable[MessageParam | Mapping[str, Any]] = ()) -> None:
         self._messages: list[MessageParam] = _as_params(messages)
@@ -30,6 +32,9 @@ class Conversation:
         from .types import Usage
 
         self.usage = Usage()
+        #: input tokens (cache reads and writes included) of the last request made with this history:
+        #: what ``Compaction.trigger_tokens`` is compared with
+        self.context_tokens = 0
 
     @property
     def messages(self) -> list[MessageParam]:
@@ -53,17 +58,23 @@ class Conversation:
 
     def to_json(self) -> str:
         """Serialise the history (and usage) to a JSON string."""
-        return json.dumps({"messages": self.to_wire(), "usage": to_wire(self.usage)}, ensure_ascii=False)
+        data = {
+            "messages": self.to_wire(),
+            "usage": to_wire(self.usage),
+            "context_tokens": self.context_tokens,
+        }
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Conversation:
         """Load a conversation saved with :meth:`to_json` (or a bare list of messages). It is checked
         like any history: a broken one raises :class:`HistoryError` (see :meth:`repair`); text that is
         not such JSON raises :class:`ConfigurationError`."""
-        messages, usage = _validate.saved_conversation(data)
+        messages, usage, context_tokens = _validate.saved_conversation(data)
         conversation = cls(messages)
         if usage is not None:
             conversation.usage = usage
+        conversation.context_tokens = context_tokens
         conversation.check()
         return conversation
 
@@ -84,6 +95,7 @@ class Conversation:
         """Forget every turn."""
         self._messages.clear()
         self._wire = None
+        self.context_tokens = 0
 
 
 class _Transcript:
@@ -99,6 +111,15 @@ class _Transcript:
     def _push(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages.append(param)
         self.wire.append(wire)
+
+    def replace(self, wire: list[dict[str, Any]]) -> None:
+        """Replace the committed history (compaction) in place: messages that are the very same dicts
+        as before keep their models, the others are parsed; the next history check is a full one."""
+        models = {id(w): m for w, m in zip(self.wire, self.conversation._messages, strict=True)}
+        params = [models.get(id(w)) or MessageParam.model_validate(w) for w in wire]
+        self.conversation._messages[:] = params
+        self.wire[:] = wire
+        self.checked = 0
 
     def _replace_last(self, param: MessageParam, wire: dict[str, Any]) -> None:
         self.conversation._messages[-1] = param

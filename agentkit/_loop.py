@@ -8,7 +8,8 @@ fails (errors, limits, cancellation):
 
 - the committed history is valid for the API: every ``tool_use`` is answered by a ``tool_result`` at
   the start of the next user turn (an assistant turn enters the history with its answers);
-- assistant turns are kept exactly as received (thinking signatures included);
+- assistant turns are kept exactly as received (thinking signatures included); compaction (opt-in,
+  :mod:`agentkit._compaction`) only shortens ``tool_result`` contents or drops whole early turns;
 - each ``tool_use`` id runs at most once.
 """
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _dispatch, _guards, _trace
+from . import _compaction, _dispatch, _guards, _trace
 from ._context import RunContext
 from ._conversation import _Transcript, assistant_blocks
 from ._events import (
@@ -317,6 +318,7 @@ async def _steps(run: _Run) -> RunResult[Any]:
     while True:
         match step:
             case RequestModel():
+                await _compaction.maybe_compact(run)  # opt-in; before the checkpoint, which keeps it
                 await _checkpoint(run, "request")
                 last = await _request(run)
                 step = decide(run, last)
@@ -401,6 +403,7 @@ async def _request(run: _Run) -> Message:
     state.turns += 1
     state.usage = state.usage + message.usage
     state.conversation.usage = state.conversation.usage + message.usage
+    state.conversation.context_tokens = message.usage.total_input_tokens
     state.text, state.stop_reason = message.text, message.stop_reason
     _trace.model_response(run.log, state.turns, message, time.perf_counter() - started)
     if agent.hooks.after_response is not None:

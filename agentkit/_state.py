@@ -153,6 +153,7 @@ class RunState:
             "turns": self.turns,
             "usage": to_wire(self.usage),
             "messages": self.conversation.to_wire(),
+            "context_tokens": self.conversation.context_tokens,
             "tool_choice": self.tool_choice,
             "limit_hit": self.limit_hit,
             "output_attempts": self.output_attempts,
@@ -206,6 +207,7 @@ class RunState:
             )
         try:
             conversation = Conversation(raw["messages"])
+            conversation.context_tokens = int(raw.get("context_tokens", 0))
             loop = raw.get("loop") or {}
             turn_raw = raw.get("open_turn")
             turn = None

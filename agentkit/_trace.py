@@ -149,6 +149,27 @@ def history_error(log: Any, exc: BaseException) -> None:
     log.error("guard.history", error=str(exc), index=getattr(exc, "index", None))
 
 
+def compaction(
+    log: Any,
+    *,
+    strategy: str,
+    turn: int,
+    tokens_before: int,
+    tokens_after: int,
+    messages_before: int,
+    messages_after: int,
+) -> None:
+    log.info(
+        "guard.compaction",
+        strategy=strategy,
+        turn=turn,
+        tokens_before=tokens_before,
+        tokens_after_estimate=tokens_after,
+        messages_before=messages_before,
+        messages_after=messages_after,
+    )
+
+
 def tool_calls_capped(log: Any, turn: int, requested: int, limit: int) -> None:
     log.warning("guard.tool_calls", turn=turn, requested=requested, limit=limit)
 

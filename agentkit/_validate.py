@@ -364,8 +364,9 @@ def check_messages(name: str, value: Any) -> None:
         )
 
 
-def saved_conversation(data: Any) -> tuple[Any, Usage | None]:
-    """The messages and usage of ``Conversation.to_json()`` output (or a JSON list of messages)."""
+def saved_conversation(data: Any) -> tuple[Any, Usage | None, int]:
+    """The messages, usage and context tokens of ``Conversation.to_json()`` output (or a JSON list of
+    messages)."""
     where = "Conversation.from_json"
     if not isinstance(data, str | bytes | bytearray):
         raise refuse(where, "data", data, "the JSON string Conversation.to_json() returned")
@@ -377,7 +378,7 @@ def saved_conversation(data: Any) -> tuple[Any, Usage | None]:
         ) from None
     accepted = "a JSON object {'messages': [...], 'usage': {...}} or a JSON list of messages"
     if isinstance(raw, list):
-        return raw, None
+        return raw, None, 0
     if not isinstance(raw, dict) or not isinstance(raw.get("messages"), list):
         shape = (
             f"a JSON object with keys {sorted(raw)[:8]}"
@@ -385,11 +386,16 @@ def saved_conversation(data: Any) -> tuple[Any, Usage | None]:
             else f"JSON {type(raw).__name__}"
         )
         raise ConfigurationError(f"{where}(data=...): got {shape}; expected {accepted}")
+    context_tokens = raw.get("context_tokens", 0)
+    if not isinstance(context_tokens, int) or isinstance(context_tokens, bool) or context_tokens < 0:
+        raise ConfigurationError(
+            f"{where}(data=...): 'context_tokens' is {context_tokens!r}; expected an int >= 0"
+        )
     usage = raw.get("usage")
     if not usage:
-        return raw["messages"], None
+        return raw["messages"], None, context_tokens
     try:
-        return raw["messages"], Usage.model_validate(usage)
+        return raw["messages"], Usage.model_validate(usage), context_tokens
     except ValidationError as exc:
         raise ConfigurationError(
             f"{where}(data=...): 'usage' is not valid ({exc.error_count()} errors)"
