@@ -6,8 +6,8 @@ import email.utils
 import json
 import os
 import random
+import ssl
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -24,9 +24,19 @@ from ._exceptions import (
     ProtocolError,
     _make_status_error,
 )
+from ._http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Cert,
+    HTTPStack,
+    Verify,
+    build_client,
+    check_options,
+    decoded_chunks,
+    read_capped,
+    ssl_context,
+)
 from ._logging import _register_secret, get_logger
 from ._sse import MessageAccumulator, SSEDecoder
-from ._transport import _Transport
 from .types import (
     InvalidToolInput,
     Message,
@@ -86,12 +96,21 @@ class Client:
         auth: override the auth header style: ``"x-api-key"`` or ``"bearer"``.
         anthropic_version: the ``anthropic-version`` header (default ``2023-06-01``).
         default_headers: extra headers sent with every request (e.g. ``anthropic-beta``).
-        timeout: seconds or an ``httpx2.Timeout`` (default 600 s, connect 5 s).
+        timeout: seconds (connect capped at 5 s) or an ``httpx2.Timeout`` with a limit per phase
+            (connect, read, write, pool; default 600 s, connect 5 s).
         max_retries: retries after the first attempt for retryable failures (default 2).
         http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
         transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
-        max_connections: the connection pool's size (thousands stay cheap: the pool is O(1) per request);
-            requests beyond it wait for a free connection.
+        max_connections: the connection pool's size; requests beyond it wait for a free connection.
+        http: the HTTP stack of the client we create: ``"httpx"`` (httpx2's own; proxies from the
+            environment, HTTP/2) or ``"aiohttp"`` (asyncio only, ``pip install 'agentkit[aiohttp]'``;
+            less CPU per request under high concurrency).
+        verify: TLS verification: ``True`` (system CAs), ``False``, a CA bundle path, or an
+            ``ssl.SSLContext``.
+        cert: a client certificate: a PEM file with certificate and key, or ``(cert_file, key_file)``.
+        http2: negotiate HTTP/2 (httpx stack, needs the ``h2`` package).
+        max_response_bytes: refuse an answer that decodes (``Content-Encoding`` undone) to more than
+            this many bytes, with a :class:`ProtocolError` (default 64 MiB).
     """
 
     def __init__(
@@ -108,6 +127,11 @@ class Client:
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         max_connections: int = 1000,
+        http: HTTPStack = "httpx",
+        verify: Verify = True,
+        cert: Cert | None = None,
+        http2: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if provider is not None and provider not in _PROVIDER_AUTH:
             raise ConfigurationError(
@@ -138,71 +162,59 @@ class Client:
         self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
-        self._direct: _Transport | None = None  # our own pool's transport, called without AsyncClient
         if max_connections < 1:
             raise ConfigurationError("max_connections must be >= 1")
         self._max_connections = max_connections
+        check_options(
+            http=http,
+            verify=verify,
+            cert=cert,
+            http2=http2,
+            transport=transport,
+            http_client=http_client,
+            max_response_bytes=max_response_bytes,
+        )
+        if http == "aiohttp":
+            from .transports.aiohttp import _import_aiohttp
+
+            _import_aiohttp()  # a missing extra is reported here, not at the first request
+        self.http: HTTPStack = http
+        self._tls = (verify, cert)
+        self._ssl_context: ssl.SSLContext | None = None
+        self._http2 = http2
+        self.max_response_bytes = max_response_bytes
 
     @property
     def _http(self) -> httpx2.AsyncClient:
         # Our own pool is (re)created on demand, so a client closed at the end of one event loop
         # (``Agent.run_sync``) works again in the next one.
         if self._http_client is None or (self._own_http and self._http_client.is_closed):
-            limits = httpx2.Limits(
+            if self._transport is None and self._ssl_context is None:
+                self._ssl_context = ssl_context(*self._tls)
+            self._http_client = build_client(
+                http=self.http,
+                transport=self._transport,
+                timeout=self.timeout,
                 max_connections=self._max_connections,
-                max_keepalive_connections=min(200, self._max_connections),
+                context=self._ssl_context,
+                http2=self._http2,
             )
-            transport = self._transport
-            self._direct = None
-            if transport is None and not _proxied(self.base_url):
-                transport = self._direct = _Transport(
-                    max_connections=limits.max_connections,
-                    max_keepalive=limits.max_keepalive_connections,
-                    keepalive_expiry=limits.keepalive_expiry,
-                )
-            # With transport=None (a proxy is configured), httpx2 builds its own proxy-aware stack.
-            self._http_client = httpx2.AsyncClient(transport=transport, timeout=self.timeout, limits=limits)
         return self._http_client
 
     async def _send(
-        self,
-        path: str,
-        content: bytes,
-        headers: dict[str, str],
-        timeout: float | httpx2.Timeout | None,
-        *,
-        stream: bool,
+        self, path: str, content: bytes, headers: dict[str, str], timeout: float | httpx2.Timeout | None
     ) -> httpx2.Response:
-        """POST ``content`` to ``base_url + path``; the body is read unless ``stream``.
-
-        On our own connection pool the request goes straight to agentkit's transport: httpx2's client
-        layer (auth flows, redirects, cookies, event hooks) has nothing to do there, and skipping it
-        saves about a fifth of a request's CPU. A user's ``http_client=`` or ``transport=`` always gets
-        the full ``AsyncClient.send``.
-        """
+        """POST ``content`` to ``base_url + path`` through ``httpx2.AsyncClient.send``; the response
+        comes back unread (the caller reads it with a size cap, or streams it)."""
         http = self._http
-        timeout = _as_timeout(timeout) if timeout is not None else self.timeout
-        direct = self._direct
-        if direct is None:
-            request = http.build_request(
-                "POST", self._url(path), content=content, headers=headers, timeout=timeout
-            )
-            return await http.send(request, stream=stream)
-        request = httpx2.Request(
+        request = http.build_request(
             "POST",
             self._url(path),
             content=content,
             headers=headers,
-            extensions={"timeout": timeout.as_dict()},
+            timeout=_as_timeout(timeout) if timeout is not None else self.timeout,
         )
-        response = await direct.handle_async_request(request)
-        response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
+        return await http.send(request, stream=True)
 
     # --- public calls ------------------------------------------------------------------------
 
@@ -401,13 +413,12 @@ class Client:
 
         async def attempt(number: int) -> tuple[httpx2.Response, Any]:
             async with _transport_errors(url):
-                response = await self._send(
-                    path, content, self._headers_for(number, extra_headers), timeout, stream=False
-                )
+                response = await self._send(path, content, self._headers_for(number, extra_headers), timeout)
+                raw = await read_capped(response, self.max_response_bytes)
             if response.status_code >= 400:
-                raise _status_error(response, response.content)
+                raise _status_error(response, raw)
             try:
-                data = response.json()
+                data = json.loads(raw)
             except ValueError as exc:
                 raise ProtocolError(
                     f"invalid JSON in the answer from {url} (HTTP {response.status_code})",
@@ -512,16 +523,13 @@ class MessageStream:
             headers = client._headers_for(number, self._extra_headers)
             headers["accept"] = "text/event-stream"
             async with _transport_errors(url):
-                response = await client._send("/v1/messages", content, headers, self._timeout, stream=True)
+                response = await client._send("/v1/messages", content, headers, self._timeout)
             if response.status_code < 400 and _is_event_stream(response):
                 self._response = response
                 self._accumulator = MessageAccumulator(_request_id(response))
                 return
-            try:
-                async with _transport_errors(url):
-                    raw = await response.aread()
-            finally:
-                await response.aclose()
+            async with _transport_errors(url):
+                raw = await read_capped(response, client.max_response_bytes)
             if response.status_code >= 400:
                 raise _status_error(response, raw)
             # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
@@ -565,7 +573,7 @@ class MessageStream:
         assert accumulator is not None
         decoder = SSEDecoder()
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in decoded_chunks(response, self._client.max_response_bytes):
                 for event, data in decoder.feed(chunk):
                     payload = accumulator.feed_sse(event, data)
                     if payload is not None:
@@ -577,6 +585,10 @@ class MessageStream:
         except httpx2.TransportError as exc:
             raise APIConnectionError(
                 f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise ProtocolError(
+                f"the stream's Content-Encoding could not be decoded: {exc}", request_id=self.request_id
             ) from exc
         for event, data in decoder.flush():
             payload = accumulator.feed_sse(event, data)
@@ -607,22 +619,13 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except httpx2.DecodingError as exc:
+        raise ProtocolError(f"the answer from {url} could not be decoded (Content-Encoding): {exc}") from exc
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     """A request body as compact UTF-8 JSON."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _proxied(url: str) -> bool:
-    """True when the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ... minus ``NO_PROXY``) proxies ``url``."""
-    proxies = urllib.request.getproxies()
-    if not proxies:
-        return False
-    parsed = httpx2.URL(url)
-    if not (proxies.get(parsed.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parsed.host)
 
 
 def _normalise_base_url(url: str) -> str:

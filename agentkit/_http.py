@@ -1,0 +1,163 @@
+"""How a :class:`~agentkit.Client` gets its ``httpx2.AsyncClient``: the stack, TLS, limits, body caps.
+
+Every request goes through ``httpx2.AsyncClient.send``. The default stack is httpx2's own transport
+(httpcore2: proxies from the environment, ``verify=``, HTTP/2 when asked for and ``h2`` is installed);
+``http="aiohttp"`` puts :class:`agentkit.transports.AiohttpTransport` under the same client.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator
+from typing import Literal, TypeAlias
+
+import httpx2
+
+from ._exceptions import ConfigurationError, ProtocolError
+
+HTTPStack: TypeAlias = Literal["httpx", "aiohttp"]
+"""Which HTTP stack a Client we create runs on."""
+
+Verify: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
+"""``True`` (system CAs), ``False`` (no verification), a CA bundle file or directory, or a context."""
+
+Cert: TypeAlias = "str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str]]"
+"""A client certificate: one PEM file holding certificate and key, or ``(certificate, key)``."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_STACKS = ("httpx", "aiohttp")
+
+
+def check_options(
+    *,
+    http: str,
+    verify: object,
+    cert: object,
+    http2: bool,
+    transport: object,
+    http_client: object,
+    max_response_bytes: int,
+) -> None:
+    """Refuse contradictory or malformed HTTP options where they are given (the constructor)."""
+    if http not in _STACKS:
+        raise ConfigurationError(f"http={http!r} is not a stack; use 'httpx' (the default) or 'aiohttp'")
+    if not isinstance(verify, bool | str | os.PathLike | ssl.SSLContext):
+        raise ConfigurationError(
+            f"verify={type(verify).__name__} is not accepted; use True, False, a CA bundle path "
+            "or an ssl.SSLContext"
+        )
+    if isinstance(verify, str | os.PathLike) and not os.path.exists(verify):
+        raise ConfigurationError(f"verify={os.fspath(verify)!r}: no such CA bundle file or directory")
+    if cert is not None and isinstance(verify, ssl.SSLContext):
+        raise ConfigurationError("cert= cannot go with verify=<SSLContext>: load it into the context")
+    if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+        raise ConfigurationError(f"max_response_bytes must be a positive int, got {max_response_bytes!r}")
+    own = {
+        "http": http != "httpx",
+        "verify": verify is not True,
+        "cert": cert is not None,
+        "http2": bool(http2),
+    }
+    given = [name for name, set_ in own.items() if set_]
+    if http_client is not None and transport is not None:
+        raise ConfigurationError("pass http_client= or transport=, not both")
+    if http_client is not None and given:
+        raise ConfigurationError(
+            f"{', '.join(n + '=' for n in given)} configure the client agentkit creates; "
+            "with http_client= set them on your own httpx2.AsyncClient"
+        )
+    if transport is not None and given:
+        raise ConfigurationError(
+            f"{', '.join(n + '=' for n in given)} configure the transport agentkit creates; "
+            "with transport= set them on your own transport"
+        )
+    if http == "aiohttp" and http2:
+        raise ConfigurationError("http2=True needs the httpx stack: aiohttp speaks HTTP/1.1 only")
+    if http2:
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            raise ConfigurationError("http2=True needs the h2 package: pip install h2") from None
+
+
+def ssl_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext:
+    """The TLS context for ``verify`` (and a client ``cert``), built once per Client."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is True or verify is False:
+        context = httpx2.create_ssl_context(verify=verify)
+    elif os.path.isdir(verify):
+        context = ssl.create_default_context(capath=os.fspath(verify))
+    else:
+        context = ssl.create_default_context(cafile=os.fspath(verify))
+    if cert is not None:
+        try:
+            if isinstance(cert, tuple):
+                context.load_cert_chain(cert[0], cert[1])
+            else:
+                context.load_cert_chain(cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cert={cert!r} could not be loaded: {exc}") from exc
+    return context
+
+
+def build_client(
+    *,
+    http: HTTPStack,
+    transport: httpx2.AsyncBaseTransport | None,
+    timeout: httpx2.Timeout,
+    max_connections: int,
+    context: ssl.SSLContext | None,
+    http2: bool,
+) -> httpx2.AsyncClient:
+    """A fresh ``httpx2.AsyncClient`` for a Client that owns its pool."""
+    limits = httpx2.Limits(
+        max_connections=max_connections, max_keepalive_connections=min(200, max_connections)
+    )
+    if transport is None and http == "aiohttp":
+        from .transports.aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(
+            verify=context if context is not None else True,
+            max_connections=max_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+    if transport is not None:
+        return httpx2.AsyncClient(transport=transport, timeout=timeout, limits=limits)
+    return httpx2.AsyncClient(
+        timeout=timeout, limits=limits, verify=context if context is not None else True, http2=http2
+    )
+
+
+async def read_capped(response: httpx2.Response, limit: int) -> bytes:
+    """The decoded body (``Content-Encoding`` undone), refused past ``limit`` bytes; always closed."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise too_large(response, limit)
+            parts.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(parts)
+
+
+async def decoded_chunks(response: httpx2.Response, limit: int) -> AsyncIterator[bytes]:
+    """The decoded body as it arrives, refused once more than ``limit`` bytes came in all."""
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise too_large(response, limit)
+        yield chunk
+
+
+def too_large(response: httpx2.Response, limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"the answer decodes to more than max_response_bytes={limit} bytes "
+        f"(content-encoding: {response.headers.get('content-encoding', 'none')}); refused",
+        request_id=response.headers.get("request-id"),
+    )

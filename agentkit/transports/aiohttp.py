@@ -1,0 +1,184 @@
+"""An ``httpx2.AsyncBaseTransport`` that sends requests with aiohttp (asyncio only).
+
+aiohttp's connection pool and llhttp parser cost less CPU per request than httpcore2 under high
+concurrency (see ``benchmarks/README.md``). This transport sits under ``httpx2.AsyncClient``, so
+agentkit's client code, timeouts and retry rules are the same on both stacks: aiohttp's errors are
+mapped once, here, onto httpx2's exception types. Response bodies are streamed as they arrive and
+left encoded (``Content-Encoding`` is undone by httpx2, as on the default stack).
+
+aiohttp has no write timeout: ``httpx2.Timeout(write=...)`` is not enforced on this stack (the read
+timeout still ends a request whose server stopped answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from .._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    import aiohttp as _aiohttp_types
+
+__all__ = ["AiohttpTransport"]
+
+
+def _import_aiohttp() -> ModuleType:
+    try:
+        import aiohttp
+    except ImportError:
+        raise ConfigurationError(
+            "the aiohttp stack needs aiohttp: pip install 'agentkit[aiohttp]' (or use http='httpx')"
+        ) from None
+    return aiohttp
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """Send httpx2 requests through an ``aiohttp.ClientSession`` (made on first use, per event loop).
+
+    Args:
+        verify: ``True`` (system CAs, as httpx2), ``False`` (no verification) or an ``ssl.SSLContext``
+            (CA bundle, client certificate).
+        max_connections: the pool's size over all hosts; requests beyond it wait.
+        keepalive_expiry: seconds an idle connection is kept.
+        trust_env: honour ``HTTP(S)_PROXY`` / ``NO_PROXY`` from the environment (as httpx2 does).
+
+    Raises :class:`~agentkit.ConfigurationError` when aiohttp is not installed (here) or when used
+    outside asyncio, e.g. on trio (at the first request).
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        max_connections: int = 100,
+        keepalive_expiry: float | None = 5.0,
+        trust_env: bool = True,
+    ) -> None:
+        self._aiohttp = _import_aiohttp()
+        if verify is True:
+            verify = httpx2.create_ssl_context()
+        self._ssl: ssl.SSLContext | bool = verify
+        self._max_connections = max_connections
+        self._keepalive = keepalive_expiry if keepalive_expiry is not None else 3600.0
+        self._trust_env = trust_env
+        self._session: _aiohttp_types.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def _session_here(self) -> _aiohttp_types.ClientSession:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigurationError(
+                "the aiohttp stack runs on asyncio only (this is another event loop, e.g. trio); "
+                "use Client(http='httpx')"
+            ) from None
+        session = self._session
+        if session is None or self._loop is not loop or session.closed:
+            aiohttp = self._aiohttp
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive,
+                ssl=self._ssl,
+            )
+            # auto_decompress=False: httpx2 decodes Content-Encoding, as it does on its own stack.
+            session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, trust_env=self._trust_env, timeout=None
+            )
+            self._session, self._loop = session, loop
+        return session
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        aiohttp = self._aiohttp
+        session = self._session_here()
+        phases: dict[str, float | None] = request.extensions.get("timeout", {})
+        connect, pool = phases.get("connect"), phases.get("pool")
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None if connect is None or pool is None else connect + pool,
+            sock_connect=connect,
+            sock_read=phases.get("read"),
+        )
+        data: Any
+        try:
+            data = request.content or None
+        except httpx2.RequestNotRead:
+            data = request.stream
+        with _mapped_errors(aiohttp, request, reading=False):
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=data,
+                allow_redirects=False,
+                timeout=timeout,
+                skip_auto_headers=("Content-Type",),
+            )
+        return httpx2.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseStream(aiohttp, request, response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            with contextlib.suppress(RuntimeError):  # made on an event loop that is gone
+                if self._loop is asyncio.get_running_loop():
+                    await session.close()
+
+
+class _ResponseStream(httpx2.AsyncByteStream):
+    """The response body as aiohttp reads it (undecoded); closing it frees or discards the connection."""
+
+    def __init__(
+        self, aiohttp: ModuleType, request: httpx2.Request, response: _aiohttp_types.ClientResponse
+    ) -> None:
+        self._aiohttp = aiohttp
+        self._request = request
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped_errors(self._aiohttp, self._request, reading=True):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read whole; closed when anything is left unread.
+        self._response.release()
+
+
+@contextlib.contextmanager
+def _mapped_errors(aiohttp: ModuleType, request: httpx2.Request, *, reading: bool) -> Iterator[None]:
+    """aiohttp's exceptions as httpx2's, so agentkit's retry rules see the same types on both stacks."""
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx2.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
+    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise httpx2.ReadTimeout(str(exc) or "read timeout", request=request) from exc
+    except TimeoutError as exc:
+        kind = httpx2.ReadTimeout if reading else httpx2.PoolTimeout
+        raise kind(str(exc) or "timed out", request=request) from exc
+    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+        raise httpx2.ProxyError(str(exc), request=request) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx2.ConnectError(str(exc), request=request) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+        raise httpx2.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx2.UnsupportedProtocol(str(exc), request=request) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
