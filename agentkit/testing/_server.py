@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeAlias
 
 import anyio.to_thread
 
+from ._hostile import HostileReply, send_hostile
 from ._policies import (
     STATUS_BY_TYPE,
     CutStreamReply,
@@ -81,10 +82,11 @@ _JSON_TYPE = "application/json"
 class _HTTPError(Exception):
     """A malformed HTTP request: answer ``status`` and close the connection."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, unread: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.unread = unread  # body bytes left unread on the connection
 
 
 @dataclass
@@ -112,7 +114,11 @@ class LocalServer:
     ``latency`` seconds after its request arrived (the server's own validation and policy run inside
     that window, as a remote API's would; a policy that takes longer delays the answer).
     ``verify_signatures`` rejects thinking blocks whose text no longer matches the
-    signature this server gave them. ``policy`` may be swapped while running.
+    signature this server gave them. ``policy`` may be swapped while running. A request whose
+    ``Content-Length`` is over ``max_body`` is answered ``413`` as soon as its head arrives, before
+    its body is read (recorded with ``status`` 413 and an empty body); then the connection is closed
+    at once, leaving the body unread (the peer sees a reset), or, with ``linger=True``, after the
+    body was read and dropped (a lingering close, as nginx does).
     """
 
     def __init__(
@@ -127,6 +133,8 @@ class LocalServer:
         models: Iterable[str] = DEFAULT_MODELS,
         verify_signatures: bool = True,
         backlog: int = 4096,
+        max_body: int = MAX_BODY,
+        linger: bool = False,
     ) -> None:
         if flavour not in ("anthropic", "poyo", "toapis"):
             raise ValueError(f"unknown flavour {flavour!r}; use 'anthropic', 'poyo' or 'toapis'")
@@ -139,6 +147,8 @@ class LocalServer:
         self.verify_signatures = verify_signatures
         self._requested_port = port
         self._backlog = backlog
+        self.max_body = max_body
+        self.linger = linger
         self._port: int | None = None
         self._lock = threading.Lock()
         self._requests: list[Request] = []
@@ -282,6 +292,8 @@ class LocalServer:
                         keep_alive=False,
                     )
                     await writer.drain()
+                    if exc.unread and self.linger:
+                        await _drain(reader, exc.unread)
                     break
                 if parsed is None:
                     break
@@ -345,8 +357,12 @@ class LocalServer:
         if not length_text.isdigit():
             raise _HTTPError(400, f"invalid Content-Length: {length_text!r}")
         length = int(length_text)
-        if length > MAX_BODY:
-            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.")
+        if length > self.max_body:  # answered before the body is read, as a gateway's limit would
+            with self._lock:
+                index = next(self._counter)
+                path = target.partition("?")[0]
+                self._requests.append(Request(method, path, headers, b"", None, index, status=413))
+            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.", unread=length)
         body = await reader.readexactly(length) if length else b""
         connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
@@ -597,6 +613,10 @@ class LocalServer:
             await self._send_error_event(request, writer, keep_alive, result)
         elif isinstance(result, MalformedReply):
             self._send_malformed(request, writer, keep_alive, result)
+        elif isinstance(result, HostileReply):
+            if await send_hostile(self, request, writer, keep_alive, result):
+                writer.close()
+                raise _Closed
         elif isinstance(result, RawReply):
             self._write_response(
                 writer,
@@ -757,6 +777,14 @@ class LocalServer:
             return
         body = reply.body or b'{"id": "msg_01Malformed", "type": "message", "content": [{"type": "te'
         self._write_response(writer, 200, body, keep_alive=keep_alive, request=request)
+
+
+async def _drain(reader: asyncio.StreamReader, size: int, seconds: float = 10.0) -> None:
+    """Read and drop up to ``size`` bytes (for at most ``seconds``): a lingering close."""
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+        async with asyncio.timeout(seconds):
+            while size > 0 and (data := await reader.read(min(size, 1 << 20))):
+                size -= len(data)
 
 
 def _chunk(data: bytes) -> bytes:

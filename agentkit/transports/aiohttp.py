@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -85,7 +86,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         session = self._session
         if session is None or self._loop is not loop or session.closed:
             aiohttp = self._aiohttp
-            connector = aiohttp.TCPConnector(
+            connector = _connector_class(aiohttp)(
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
@@ -138,6 +139,26 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             with contextlib.suppress(RuntimeError):  # made on an event loop that is gone
                 if self._loop is asyncio.get_running_loop():
                     await session.close()
+
+
+@functools.cache
+def _connector_class(aiohttp: ModuleType) -> type[_aiohttp_types.TCPConnector]:
+    """``aiohttp.TCPConnector`` that never reuses a connection on which bytes arrived while it was idle.
+
+    aiohttp parses whatever comes in on an idle kept-alive connection and would hand it to the next
+    request as its answer (a stale or stray response); such a connection is closed at checkout instead.
+    """
+
+    class Connector(aiohttp.TCPConnector):  # type: ignore[name-defined,misc]
+        async def _get(self, key: Any, traces: Any) -> Any:
+            while (connection := await super()._get(key, traces)) is not None:
+                protocol = connection.protocol
+                if protocol is not None and not protocol.should_close:
+                    return connection
+                connection.close()
+            return None
+
+    return Connector
 
 
 class _ResponseStream(httpx2.AsyncByteStream):
