@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -14,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import anyio
+import anyio.lowlevel
 import httpx2
 
 from ._exceptions import (
@@ -183,12 +185,18 @@ class Client:
         self._ssl_context: ssl.SSLContext | None = None
         self._http2 = http2
         self.max_response_bytes = max_response_bytes
+        self._http_loop: object = None
 
     @property
     def _http(self) -> httpx2.AsyncClient:
         # Our own pool is (re)created on demand, so a client closed at the end of one event loop
-        # (``Agent.run_sync``) works again in the next one.
-        if self._http_client is None or (self._own_http and self._http_client.is_closed):
+        # (``Agent.run_sync``) works again in the next one; a pool left open by an earlier event loop
+        # is dropped (its connections belong to that loop).
+        http = self._http_client
+        if self._own_http and http is not None and (http.is_closed or _event_loop() is not self._http_loop):
+            self._http_client = None
+        if self._http_client is None:
+            self._http_loop = _event_loop()
             if self._transport is None and self._ssl_context is None:
                 self._ssl_context = ssl_context(*self._tls)
             self._http_client = build_client(
@@ -351,7 +359,8 @@ class Client:
         """Close the connection pool if we created it (a later call opens a new one)."""
         if self._own_http and self._http_client is not None:
             client, self._http_client = self._http_client, None
-            await client.aclose()
+            if self._http_loop is _event_loop():
+                await client.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -582,7 +591,7 @@ class MessageStream:
             raise APITimeoutError(
                 "the stream stalled past the read timeout", request_id=self.request_id
             ) from exc
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, OSError) as exc:
             raise APIConnectionError(
                 f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
             ) from exc
@@ -610,6 +619,14 @@ class MessageStream:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _event_loop() -> object:
+    """The running event loop (asyncio's loop, or trio's token): what a connection pool belongs to."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.lowlevel.current_token().native_token
+
+
 @asynccontextmanager
 async def _transport_errors(url: str) -> AsyncIterator[None]:
     """httpx transport failures as agentkit's typed (retryable) connection errors."""
@@ -618,6 +635,8 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
     except httpx2.TimeoutException as exc:
         raise APITimeoutError(f"no answer from {url} within the timeout") from exc
     except httpx2.TransportError as exc:
+        raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:  # a TLS alert or socket error the stack did not wrap (ssl.SSLError included)
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
     except httpx2.DecodingError as exc:
         raise ProtocolError(f"the answer from {url} could not be decoded (Content-Encoding): {exc}") from exc

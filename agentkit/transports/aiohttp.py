@@ -125,6 +125,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=timeout,
                 skip_auto_headers=("Content-Type",),
             )
+        if response.status < 100:  # llhttp takes "000" for a status; h11 and httpx2 refuse it
+            response.close()
+            raise httpx2.RemoteProtocolError(f"invalid status code {response.status}", request=request)
         return httpx2.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
