@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import functools
+import importlib
 import json
 import os
 import random
@@ -185,7 +188,12 @@ class Client:
         self._ssl_context: ssl.SSLContext | None = None
         self._http2 = http2
         self.max_response_bytes = max_response_bytes
-        self._http_loop: object = None
+        self._http_loop: object = None  # the event loop our own pool belongs to (None: not used yet)
+        if self._own_http:
+            # Built now, not at the first request: the stack's imports and the TLS context cost
+            # ~100-200 ms once, which would otherwise stall the first request.
+            self._http_client = self._new_pool()
+            _warm_up_imports()
 
     @property
     def _http(self) -> httpx2.AsyncClient:
@@ -193,21 +201,25 @@ class Client:
         # (``Agent.run_sync``) works again in the next one; a pool left open by an earlier event loop
         # is dropped (its connections belong to that loop).
         http = self._http_client
-        if self._own_http and http is not None and (http.is_closed or _event_loop() is not self._http_loop):
-            self._http_client = None
-        if self._http_client is None:
-            self._http_loop = _event_loop()
-            if self._transport is None and self._ssl_context is None:
-                self._ssl_context = ssl_context(*self._tls)
-            self._http_client = build_client(
-                http=self.http,
-                transport=self._transport,
-                timeout=self.timeout,
-                max_connections=self._max_connections,
-                context=self._ssl_context,
-                http2=self._http2,
-            )
-        return self._http_client
+        if not self._own_http and http is not None:
+            return http
+        loop = _event_loop()
+        if http is None or http.is_closed or (self._http_loop is not None and loop is not self._http_loop):
+            http = self._http_client = self._new_pool()
+        self._http_loop = loop
+        return http
+
+    def _new_pool(self) -> httpx2.AsyncClient:
+        if self._transport is None and self._ssl_context is None:
+            self._ssl_context = ssl_context(*self._tls)
+        return build_client(
+            http=self.http,
+            transport=self._transport,
+            timeout=self.timeout,
+            max_connections=self._max_connections,
+            context=self._ssl_context,
+            http2=self._http2,
+        )
 
     async def _send(
         self, path: str, content: bytes, headers: dict[str, str], timeout: float | httpx2.Timeout | None
@@ -359,7 +371,7 @@ class Client:
         """Close the connection pool if we created it (a later call opens a new one)."""
         if self._own_http and self._http_client is not None:
             client, self._http_client = self._http_client, None
-            if self._http_loop is _event_loop():
+            if self._http_loop is None or self._http_loop is _event_loop():
                 await client.aclose()
 
     async def __aenter__(self) -> Self:
@@ -617,6 +629,13 @@ class MessageStream:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _warm_up_imports() -> None:
+    """Import what the first request would import lazily (anyio's asyncio backend, ~40 ms), once."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
 
 
 def _event_loop() -> object:

@@ -7,6 +7,7 @@ Every request goes through ``httpx2.AsyncClient.send``. The default stack is htt
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -85,6 +86,8 @@ def ssl_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext:
     """The TLS context for ``verify`` (and a client ``cert``), built once per Client."""
     if isinstance(verify, ssl.SSLContext):
         return verify
+    if verify is True and cert is None:
+        return _default_context()
     if verify is True or verify is False:
         context = httpx2.create_ssl_context(verify=verify)
     elif os.path.isdir(verify):
@@ -100,6 +103,12 @@ def ssl_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigurationError(f"cert={cert!r} could not be loaded: {exc}") from exc
     return context
+
+
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    """The system-CA context (httpx2's default), loaded once per process and shared by every Client."""
+    return httpx2.create_ssl_context()
 
 
 def build_client(

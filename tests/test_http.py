@@ -374,3 +374,67 @@ async def test_typed_errors_only(http_stack: str) -> None:
         async with client(server.url, http_stack) as c:
             with pytest.raises(AgentKitError):
                 await create(c)
+
+
+# --- streaming -----------------------------------------------------------------------------------
+
+
+def _sse_events(text: str) -> list[bytes]:
+    from agentkit.testing import message_events, sse_event
+
+    message = json.loads(message_body(text))
+    return [sse_event(name, payload) for name, payload in message_events(message)]
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_stream_events_arrive_as_they_are_sent(http_stack: str, encoding: str) -> None:
+    # The server sends the first event, then waits until the client has it before sending the rest:
+    # a stack that buffered the body (or the decoder) would deadlock here until the timeout.
+    import zlib
+
+    events = _sse_events("streamed live")
+    first_seen = threading.Event()
+    waited: list[bool] = []
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+
+    def encode(data: bytes) -> bytes:
+        if encoding == "identity":
+            return data
+        return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def sse(conn: socket.socket, request: bytes) -> None:
+        extra = "" if encoding == "identity" else "Content-Encoding: gzip\r\n"
+        conn.sendall(
+            f"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n{extra}"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        part = encode(events[0])
+        conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        waited.append(first_seen.wait(5))
+        rest = encode(b"".join(events[1:])) + (b"" if encoding == "identity" else compressor.flush())
+        conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+
+    with RawServer(replies(sse, answer("next"))) as server:
+        async with client(server.url, http_stack) as c:
+            async with c.stream(model=MODEL, max_tokens=8, messages=MESSAGES) as stream:
+                async for event in stream:
+                    first_seen.set()
+                    assert event.type
+            assert stream.message.text == "streamed live"
+            assert await create(c) == "next"
+    assert waited == [True]
+    assert server.accepted == 1  # read to the end: the connection was reused
+
+
+async def test_leaving_a_stream_early_frees_the_connection(http_stack: str) -> None:
+    events = _sse_events("never finished")
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    held = stall_after(head + b"%x\r\n%s\r\n" % (len(events[0]), events[0]))
+    with RawServer(replies(held, answer("next"))) as server:
+        async with client(server.url, http_stack, max_connections=1) as c:
+            async with c.stream(model=MODEL, max_tokens=8, messages=MESSAGES) as stream:
+                async for event in stream:
+                    assert event.type == "message_start"
+                    break
+            assert await create(c) == "next"
+    assert server.accepted == 2  # the unfinished one was closed, not reused
