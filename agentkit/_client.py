@@ -225,15 +225,21 @@ class Client:
         self, path: str, content: bytes, headers: dict[str, str], timeout: float | httpx2.Timeout | None
     ) -> httpx2.Response:
         """POST ``content`` to ``base_url + path`` through ``httpx2.AsyncClient.send``; the response
-        comes back unread (the caller reads it with a size cap, or streams it)."""
+        comes back unread (the caller reads it with a size cap, or streams it).
+
+        On our own pool the request is built directly (it has no default headers, cookies or params to
+        merge: ``build_request`` would only cost time); a user's ``http_client=`` gets ``build_request``.
+        """
         http = self._http
-        request = http.build_request(
-            "POST",
-            self._url(path),
-            content=content,
-            headers=headers,
-            timeout=_as_timeout(timeout) if timeout is not None else self.timeout,
-        )
+        phases = (self.timeout if timeout is None else _as_timeout(timeout)).as_dict()
+        if self._own_http:
+            request = httpx2.Request(
+                "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
+            )
+        else:
+            request = http.build_request(
+                "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
+            )
         return await http.send(request, stream=True)
 
     # --- public calls ------------------------------------------------------------------------
@@ -403,6 +409,7 @@ class Client:
             "anthropic-version": self.anthropic_version,
             "content-type": "application/json",
             "accept": "application/json",
+            "accept-encoding": "gzip, deflate",
             "user-agent": "agentkit/0.1",
         }
         if self._api_key is not None:

@@ -122,7 +122,7 @@ def build_client(
 ) -> httpx2.AsyncClient:
     """A fresh ``httpx2.AsyncClient`` for a Client that owns its pool."""
     limits = httpx2.Limits(
-        max_connections=max_connections, max_keepalive_connections=min(200, max_connections)
+        max_connections=max_connections, max_keepalive_connections=max_connections
     )
     if transport is None and http == "aiohttp":
         from .transports.aiohttp import AiohttpTransport

@@ -221,6 +221,27 @@ def scenario_imports(reps: int) -> dict[str, Any]:
     return out
 
 
+def scenario_first_request(reps: int, stacks: list[str]) -> dict[str, Any]:
+    """4b: in fresh processes, how much longer the first request takes than the next ones (lazy work)."""
+    out: dict[str, Any] = {"config": {"reps": reps}}
+    with server(latency=0.0, tool_turns=1, parallel=1) as srv:
+        runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in stacks}
+        for _ in range(reps):
+            for stack in stacks:
+                runs[stack].append(worker({"mode": "first", "url": srv.url, "stack": stack}))
+    for stack, results in runs.items():
+        out[stack] = {key: summary([r[key] for r in results]) for key in results[0]}
+    return out
+
+
+def scenario_http(*, in_flight: list[int], requests: int, rounds: int) -> dict[str, Any]:
+    """6: CPU per HTTP round trip, each stack, at each in-flight level (``benchmarks.http_layers``)."""
+    with server(latency=0.0, tool_turns=1, parallel=1) as srv:
+        spec = {"mode": "http", "url": srv.url, "in_flight": in_flight, "requests": requests}
+        result = worker(spec | {"rounds": rounds}, timeout=900)
+    return {"config": {"in_flight": in_flight, "requests": requests, "rounds": rounds}, "samples": result}
+
+
 def _importtime_top(code: str, top: int = 8) -> list[tuple[str, float]]:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT, env=_env()
@@ -356,6 +377,33 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"\nCLI run: skipped ({cli['skipped']}).")
         else:
             lines.append(f"\nCLI run `{cli['command']}`: {_fmt(cli['wall_ms'])} ms wall.")
+    first = results.get("first_request")
+    if first:
+        lines += [
+            "",
+            "4b. First request in a fresh process, per stack (import, Client(), first request, and how much "
+            "longer it took than the next ones; target <= 20 ms):",
+            "",
+            "| stack | import agentkit (ms) | Client() (ms) | first request (ms) | first - next (ms) |",
+            "|---|---|---|---|---|",
+        ]
+        for stack, r in first.items():
+            if stack != "config":
+                lines.append(
+                    f"| {stack} | {_fmt(r['import_ms'])} | {_fmt(r['client_ms'], 1)} |"
+                    f" {_fmt(r['first_ms'], 1)} | {_fmt(r['stall_ms'], 1)} |"
+                )
+    http = results.get("http")
+    if http:
+        from .http_layers import markdown as http_markdown
+
+        lines += [
+            "",
+            "6. CPU per HTTP round trip (small JSON POST, keep-alive, 0 ms latency), N requests in flight "
+            "(target: the aiohttp stack <= 1.3x raw aiohttp):",
+            "",
+            http_markdown(http["samples"]),
+        ]
     skipped = results.get("skipped_peers")
     if skipped:
         lines += ["", "Skipped (install the `bench` extra): " + ", ".join(skipped)]
@@ -366,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer rounds, smaller N (< 1 min)")
     parser.add_argument(
-        "--only", default="overhead,concurrency,streaming,imports,scale", help="comma-separated scenarios"
+        "--only",
+        default="overhead,concurrency,streaming,imports,first_request,http,scale",
+        help="comma-separated scenarios",
     )
     parser.add_argument("--no-peers", action="store_true", help="agentkit and the raw baseline only")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON")
@@ -376,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     peers = [] if args.no_peers else [p for p in ("anthropic", "pydantic-ai") if _impls.available(p)]
     skipped = [] if args.no_peers else [p for p in ("anthropic", "pydantic-ai") if not _impls.available(p)]
-    impls = ["raw", "agentkit", *peers]
+    aiohttp_impls = ["raw aiohttp", "agentkit, aiohttp"] if _impls.available("raw aiohttp") else []
+    impls = ["raw", "agentkit", *aiohttp_impls, *peers]
+    stacks = ["httpx", "aiohttp"] if aiohttp_impls else ["httpx"]
     results: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "versions": _versions(),
@@ -395,10 +447,17 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("imports", lambda: scenario_imports(2 if quick else 7)),
+        ("first_request", lambda: scenario_first_request(2 if quick else 5, stacks)),
+        (
+            "http",
+            lambda: scenario_http(
+                in_flight=[1, 64, 256], requests=1024 if quick else 4096, rounds=2 if quick else 3
+            ),
+        ),
         (
             "scale",
             lambda: scenario_concurrency(
-                ["floor", "agentkit", "agentkit, tuned gc"],
+                ["floor", "agentkit", *aiohttp_impls[1:], "agentkit, tuned gc"],
                 n=300 if quick else 2000,
                 rounds=1 if quick else 2,
             ),

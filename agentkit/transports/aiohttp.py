@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Iterator
+import urllib.request
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,11 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | bool = verify
         self._max_connections = max_connections
         self._keepalive = keepalive_expiry if keepalive_expiry is not None else 3600.0
-        self._trust_env = trust_env
+        # Read once, as httpx2 does when a client is made (aiohttp's own trust_env would look the
+        # environment and ~/.netrc up in a worker thread on every request).
+        self._proxies = urllib.request.getproxies() if trust_env else {}
+        self._proxy_by_origin: dict[tuple[str, str, int | None], str | None] = {}
+        self._timeouts: dict[tuple[float | None, ...], Any] = {}
         self._session: _aiohttp_types.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -94,7 +99,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             )
             # auto_decompress=False: httpx2 decodes Content-Encoding, as it does on its own stack.
             session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, trust_env=self._trust_env, timeout=None
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # cookies are httpx2's business
+                timeout=None,
             )
             self._session, self._loop = session, loop
         return session
@@ -103,19 +111,22 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         aiohttp = self._aiohttp
         session = self._session_here()
         phases: dict[str, float | None] = request.extensions.get("timeout", {})
-        connect, pool = phases.get("connect"), phases.get("pool")
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None if connect is None or pool is None else connect + pool,
-            sock_connect=connect,
-            sock_read=phases.get("read"),
-        )
+        key = (phases.get("connect"), phases.get("pool"), phases.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            connect, pool, read = key
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None,
+                connect=None if connect is None or pool is None else connect + pool,
+                sock_connect=connect,
+                sock_read=read,
+            )
         data: Any
         try:
             data = request.content or None
         except httpx2.RequestNotRead:
             data = request.stream
-        with _mapped_errors(aiohttp, request, reading=False):
+        try:
             response = await session.request(
                 request.method,
                 str(request.url),
@@ -123,8 +134,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=data,
                 allow_redirects=False,
                 timeout=timeout,
+                proxy=self._proxy_for(request.url) if self._proxies else None,
                 skip_auto_headers=("Content-Type",),
             )
+        except Exception as exc:
+            mapped = _mapped(aiohttp, request, exc, reading=False)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         if response.status < 100:  # llhttp takes "000" for a status; h11 and httpx2 refuse it
             response.close()
             raise httpx2.RemoteProtocolError(f"invalid status code {response.status}", request=request)
@@ -134,6 +151,17 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             stream=_ResponseStream(aiohttp, request, response),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
         )
+
+    def _proxy_for(self, url: httpx2.URL) -> str | None:
+        """The environment's proxy for ``url``'s origin (``HTTP(S)_PROXY``/``ALL_PROXY`` less
+        ``NO_PROXY``), looked up once per origin."""
+        origin = (url.scheme, url.host, url.port)
+        if origin not in self._proxy_by_origin:
+            proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+            if proxy and urllib.request.proxy_bypass(url.host):
+                proxy = None
+            self._proxy_by_origin[origin] = proxy or None
+        return self._proxy_by_origin[origin]
 
     async def aclose(self) -> None:
         self._closed = True
@@ -175,34 +203,41 @@ class _ResponseStream(httpx2.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped_errors(self._aiohttp, self._request, reading=True):
+        try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except Exception as exc:
+            mapped = _mapped(self._aiohttp, self._request, exc, reading=True)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         # Back to the pool when the body was read whole; closed when anything is left unread.
         self._response.release()
 
 
-@contextlib.contextmanager
-def _mapped_errors(aiohttp: ModuleType, request: httpx2.Request, *, reading: bool) -> Iterator[None]:
-    """aiohttp's exceptions as httpx2's, so agentkit's retry rules see the same types on both stacks."""
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx2.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
-    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise httpx2.ReadTimeout(str(exc) or "read timeout", request=request) from exc
-    except TimeoutError as exc:
-        kind = httpx2.ReadTimeout if reading else httpx2.PoolTimeout
-        raise kind(str(exc) or "timed out", request=request) from exc
-    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
-        raise httpx2.ProxyError(str(exc), request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx2.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-        raise httpx2.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
-    except aiohttp.InvalidURL as exc:
-        raise httpx2.UnsupportedProtocol(str(exc), request=request) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+def _mapped(aiohttp: ModuleType, request: httpx2.Request, exc: Exception, *, reading: bool) -> Exception:
+    """aiohttp's exception as httpx2's, so agentkit's retry rules see the same types on both stacks
+    (anything else, e.g. a ``ConfigurationError``, is returned as it is)."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx2.HTTPError):
+        return exc
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx2.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError):
+        return httpx2.ReadTimeout(message, request=request)
+    if isinstance(exc, TimeoutError):
+        return (httpx2.ReadTimeout if reading else httpx2.PoolTimeout)(message, request=request)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return httpx2.ProxyError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx2.ConnectError(message, request=request)
+    protocol = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)
+    if isinstance(exc, protocol):
+        return httpx2.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx2.UnsupportedProtocol(message, request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx2.ReadError(message, request=request)
+    return exc
