@@ -149,7 +149,8 @@ async def first_request(spec: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     _impls.TOOL_SLEEP = spec.get("tool_sleep", 0.0)
-    _logging_off()
+    if spec["mode"] != "first":  # that one times `import agentkit` itself (httpx2 is imported already)
+        _logging_off()
     mode = {"cpu": cpu, "concurrent": concurrent, "http": http, "first": first_request}[spec["mode"]]
     result = asyncio.run(mode(spec))
     sys.stdout.write(json.dumps(result) + "\n")

@@ -140,20 +140,28 @@ def scenario_cpu(impls: list[str], *, stream: bool, rounds: int, runs: int) -> d
     return out
 
 
-def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, Any]:
-    """2 (and 5 for large N): N runs at once, 200 ms latency, T=3 K=3, tools sleep 50 ms."""
+def scenario_concurrency(impls: list[str], *, n: int, rounds: int, limit_s: float = 300) -> dict[str, Any]:
+    """2 (and 5 for large N): N runs at once, 200 ms latency, T=3 K=3, tools sleep 50 ms. A worker that
+    takes longer than ``limit_s`` is stopped and its implementation reported as not finishing."""
     tool_turns, parallel = 3, 3
     ideal = (tool_turns + 1) * LATENCY + tool_turns * TOOL_SLEEP
     per: dict[str, list[dict[str, Any]]] = {name: [] for name in impls}
     with server(latency=LATENCY, tool_turns=tool_turns, parallel=parallel) as srv:
+        timed_out: set[str] = set()
         for _ in range(rounds):
             for name in impls:
+                if name in timed_out:
+                    continue
                 spec = {
                     "mode": "concurrent", "url": srv.url, "impl": name, "n": n,
                     "tool_turns": tool_turns, "tool_sleep": TOOL_SLEEP,
                 }  # fmt: skip
                 cpu0 = srv.cpu_seconds()
-                result = worker(spec)
+                try:
+                    result = worker(spec, timeout=limit_s)
+                except subprocess.TimeoutExpired:
+                    timed_out.add(name)
+                    continue
                 # the worker made 2N + 1 runs (warm-up, cold batch, warm batch)
                 result["server_cpu_ms_per_run"] = (srv.cpu_seconds() - cpu0) * 1e3 / (2 * n + 1)
                 per[name].append(result)
@@ -162,6 +170,9 @@ def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, 
                    "ideal_s": ideal, "rounds": rounds},
     }  # fmt: skip
     for name, results in per.items():
+        if not results:
+            out[name] = {"timeout_s": limit_s}
+            continue
         walls = [r["wall_s"] for r in results]
         out[name] = {
             "wall_s": summary(walls),
@@ -345,7 +356,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in sc.items():
-            if name != "config":
+            if "timeout_s" in r:
+                lines.append(f"| {name} | did not finish within {r['timeout_s']:.0f} s | | | | | | | |")
+            elif name != "config":
                 lines.append(
                     f"| {name} | {_fmt(r['wall_s'], 2)} | {_fmt(r['ratio_vs_ideal'], 2)} |"
                     f" {_fmt(r['cold_wall_s'], 2)} |"
@@ -460,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["floor", "agentkit", *aiohttp_impls[1:], "agentkit, tuned gc"],
                 n=300 if quick else 2000,
                 rounds=1 if quick else 2,
+                limit_s=240,
             ),
         ),
     ]

@@ -438,3 +438,15 @@ async def test_leaving_a_stream_early_frees_the_connection(http_stack: str) -> N
                     break
             assert await create(c) == "next"
     assert server.accepted == 2  # the unfinished one was closed, not reused
+
+
+def test_aiohttp_stack_without_aiohttp_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # `import aiohttp` now raises ImportError
+    with pytest.raises(ConfigurationError, match=r"agentkit\[aiohttp\]"):
+        Client(api_key="sk-test", base_url="http://127.0.0.1:9", http="aiohttp")
+    from agentkit.transports import AiohttpTransport
+
+    with pytest.raises(ConfigurationError, match=r"agentkit\[aiohttp\]"):
+        AiohttpTransport()
