@@ -29,7 +29,7 @@ import anyio
 import httpx2
 import pytest
 
-from agentkit import AgentKitError, APIConnectionError, Client, ConfigurationError
+from agentkit import AgentKitError, APIConnectionError, APITimeoutError, Client, ConfigurationError
 from agentkit.testing import LocalServer
 
 from ._rawserver import (
@@ -206,6 +206,26 @@ async def test_cancelled_request_does_not_leak_its_pool_slot(http_stack: str, st
                 tg.cancel_scope.cancel()
             assert await create(c) == "next"
     assert server.accepted == 2
+
+
+async def test_waiting_past_the_pool_timeout_is_an_api_timeout(http_stack: str) -> None:
+    arrived = threading.Event()
+
+    def holds(conn: socket.socket, request: bytes) -> None:
+        arrived.set()
+        stall_after()(conn, request)
+
+    with RawServer(replies(holds, answer("next"))) as server:
+        # aiohttp has one limit for the pool wait and the connect together: connect + pool here.
+        timeout = httpx2.Timeout(30, connect=0.5, pool=0.2)
+        async with client(server.url, http_stack, max_connections=1, timeout=timeout) as c:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(create, c)  # holds the only connection
+                await anyio.to_thread.run_sync(arrived.wait, 5.0)
+                with pytest.raises(APITimeoutError):
+                    await create(c)
+                tg.cancel_scope.cancel()
+    assert len(server.requests) == 1  # the second request never got a connection
 
 
 # --- keep-alive: bytes after an answer -------------------------------------------------------------

@@ -7,7 +7,8 @@ mapped once, here, onto httpx2's exception types. Response bodies are streamed a
 left encoded (``Content-Encoding`` is undone by httpx2, as on the default stack).
 
 aiohttp has no write timeout: ``httpx2.Timeout(write=...)`` is not enforced on this stack (the read
-timeout still ends a request whose server stopped answering).
+timeout still ends a request whose server stopped answering). It has one limit for waiting for a
+pooled connection and connecting together: ``pool`` + ``connect`` here.
 """
 
 from __future__ import annotations
