@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import anyio
-import anyio.lowlevel
 import httpx2
 
 from ._exceptions import (
@@ -650,6 +649,8 @@ def _event_loop() -> object:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
+        import anyio.lowlevel  # trio (or no loop): imported here, not with agentkit
+
         return anyio.lowlevel.current_token().native_token
 
 
