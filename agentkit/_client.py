@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import email.utils
-import functools
-import importlib
 import json
 import os
 import random
@@ -36,8 +32,10 @@ from ._http import (
     build_client,
     check_options,
     decoded_chunks,
+    event_loop,
     read_capped,
     ssl_context,
+    warm_up_imports,
 )
 from ._logging import _register_secret, get_logger
 from ._sse import MessageAccumulator, SSEDecoder
@@ -192,7 +190,7 @@ class Client:
             # Built now, not at the first request: the stack's imports and the TLS context cost
             # ~100-200 ms once, which would otherwise stall the first request.
             self._http_client = self._new_pool()
-            _warm_up_imports()
+            warm_up_imports()
 
     @property
     def _http(self) -> httpx2.AsyncClient:
@@ -202,7 +200,7 @@ class Client:
         http = self._http_client
         if not self._own_http and http is not None:
             return http
-        loop = _event_loop()
+        loop = event_loop()
         if http is None or http.is_closed or (self._http_loop is not None and loop is not self._http_loop):
             http = self._http_client = self._new_pool()
         self._http_loop = loop
@@ -376,7 +374,7 @@ class Client:
         """Close the connection pool if we created it (a later call opens a new one)."""
         if self._own_http and self._http_client is not None:
             client, self._http_client = self._http_client, None
-            if self._http_loop is None or self._http_loop is _event_loop():
+            if self._http_loop is None or self._http_loop is event_loop():
                 await client.aclose()
 
     async def __aenter__(self) -> Self:
@@ -635,23 +633,6 @@ class MessageStream:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@functools.cache
-def _warm_up_imports() -> None:
-    """Import what the first request would import lazily (anyio's asyncio backend, ~40 ms), once."""
-    with contextlib.suppress(ImportError):
-        importlib.import_module("anyio._backends._asyncio")
-
-
-def _event_loop() -> object:
-    """The running event loop (asyncio's loop, or trio's token): what a connection pool belongs to."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        import anyio.lowlevel  # trio (or no loop): imported here, not with agentkit
-
-        return anyio.lowlevel.current_token().native_token
 
 
 @asynccontextmanager

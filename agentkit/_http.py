@@ -7,7 +7,10 @@ Every request goes through ``httpx2.AsyncClient.send``. The default stack is htt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import importlib
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -170,3 +173,20 @@ def too_large(response: httpx2.Response, limit: int) -> ProtocolError:
         f"(content-encoding: {response.headers.get('content-encoding', 'none')}); refused",
         request_id=response.headers.get("request-id"),
     )
+
+
+@functools.cache
+def warm_up_imports() -> None:
+    """Import what the first request would import lazily (anyio's asyncio backend, ~40 ms), once."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
+
+
+def event_loop() -> object:
+    """The running event loop (asyncio's loop, or trio's token): what a connection pool belongs to."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        import anyio.lowlevel  # trio (or no loop): imported here, not with agentkit
+
+        return anyio.lowlevel.current_token().native_token
