@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -23,12 +23,24 @@ from ._exceptions import (
     ProtocolError,
     _make_status_error,
 )
+from ._http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Cert,
+    HTTPStack,
+    Verify,
+    build_client,
+    check_options,
+    decoded_chunks,
+    event_loop,
+    read_capped,
+    ssl_context,
+    warm_up_imports,
+)
 from ._json import loads
 from ._logging import _register_secret, get_logger
 from ._retry import classify, parse_retry_after, retry_delay
 from ._secrets import _forget_locals, _Headers, _is_secret_header, _Secret
 from ._sse import MessageAccumulator, SSEDecoder, typed_event
-from ._transport import _Transport
 from .types import (
     InvalidToolInput,
     Message,
@@ -72,8 +84,9 @@ class Client:
         auth: override the auth header style: ``"x-api-key"`` or ``"bearer"``.
         anthropic_version: the ``anthropic-version`` header (default ``2023-06-01``).
         default_headers: extra headers sent with every request (e.g. ``anthropic-beta``).
-        timeout: seconds or an ``httpx2.Timeout`` (default 600 s, connect 5 s): a bound on each network
-            step (connect, each read, each write), so a server that keeps sending keeps it from firing.
+        timeout: seconds (connect capped at 5 s) or an ``httpx2.Timeout`` with a limit per phase
+            (connect, read, write, pool; default 600 s, connect 5 s): a bound on each network step, so
+            a server that keeps sending keeps it from firing.
         total_timeout: seconds for one whole attempt, from sending to the last byte of the body or
             stream (default ``None``: no total bound). On expiry: ``APITimeoutError``, retried like a
             timeout if it expired before the response (or stream) began, never once a stream is open.
@@ -81,8 +94,16 @@ class Client:
         max_retries: retries after the first attempt for retryable failures (default 2).
         http_client: your own ``httpx2.AsyncClient`` (transport, proxies, limits); not closed by us.
         transport: an ``httpx2.AsyncBaseTransport`` for the client we create (tests, offline mode).
-        max_connections: the connection pool's size (thousands stay cheap: the pool is O(1) per request);
-            requests beyond it wait for a free connection.
+        max_connections: the connection pool's size; requests beyond it wait for a free connection.
+        http: the HTTP stack of the client we create: ``"httpx"`` (httpx2's own; proxies from the
+            environment, HTTP/2) or ``"aiohttp"`` (asyncio only, ``pip install 'agentkit[aiohttp]'``;
+            less CPU per request under high concurrency).
+        verify: TLS verification: ``True`` (system CAs), ``False``, a CA bundle path, or an
+            ``ssl.SSLContext``.
+        cert: a client certificate: a PEM file with certificate and key, or ``(cert_file, key_file)``.
+        http2: negotiate HTTP/2 (httpx stack, needs the ``h2`` package).
+        max_response_bytes: refuse an answer that decodes (``Content-Encoding`` undone) to more than
+            this many bytes, with a :class:`ProtocolError` (default 64 MiB).
     """
 
     def __init__(
@@ -100,6 +121,11 @@ class Client:
         http_client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         max_connections: int = 1000,
+        http: HTTPStack = "httpx",
+        verify: Verify = True,
+        cert: Cert | None = None,
+        http2: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         _validate.client_arguments(locals())  # first: it reads the arguments from locals()
         # Wrapped at once, and no plain local left: a traceback of a failing __init__ may render its locals.
@@ -129,69 +155,78 @@ class Client:
         self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
-        self._direct: _Transport | None = None  # our own pool's transport, called without AsyncClient
         self._max_connections = max_connections
+        check_options(
+            http=http,
+            verify=verify,
+            cert=cert,
+            http2=http2,
+            transport=transport,
+            http_client=http_client,
+            max_response_bytes=max_response_bytes,
+        )
+        if http == "aiohttp":
+            from .transports.aiohttp import _import_aiohttp
+
+            _import_aiohttp()  # a missing extra is reported here, not at the first request
+        self.http: HTTPStack = http
+        self._tls = (verify, cert)
+        self._ssl_context: ssl.SSLContext | None = None
+        self._http2 = http2
+        self.max_response_bytes = max_response_bytes
+        self._http_loop: object = None  # the event loop our own pool belongs to (None: not used yet)
+        if self._own_http:
+            # Built now, not at the first request: the stack's imports and the TLS context cost
+            # ~100-200 ms once, which would otherwise stall the first request.
+            self._http_client = self._new_pool()
+            warm_up_imports()
 
     @property
     def _http(self) -> httpx2.AsyncClient:
         # Our own pool is (re)created on demand, so a client closed at the end of one event loop
-        # (``Agent.run_sync``) works again in the next one.
-        if self._http_client is None or (self._own_http and self._http_client.is_closed):
-            limits = httpx2.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=min(200, self._max_connections),
-            )
-            transport = self._transport
-            self._direct = None
-            if transport is None and not _proxied(self.base_url):
-                transport = self._direct = _Transport(
-                    max_connections=limits.max_connections,
-                    max_keepalive=limits.max_keepalive_connections,
-                    keepalive_expiry=limits.keepalive_expiry,
-                )
-            # With transport=None (a proxy is configured), httpx2 builds its own proxy-aware stack.
-            self._http_client = httpx2.AsyncClient(transport=transport, timeout=self.timeout, limits=limits)
-        return self._http_client
+        # (``Agent.run_sync``) works again in the next one; a pool left open by an earlier event loop
+        # is dropped (its connections belong to that loop).
+        http = self._http_client
+        if not self._own_http and http is not None:
+            return http
+        loop = event_loop()
+        if http is None or http.is_closed or (self._http_loop is not None and loop is not self._http_loop):
+            http = self._http_client = self._new_pool()
+        self._http_loop = loop
+        return http
+
+    def _new_pool(self) -> httpx2.AsyncClient:
+        if self._transport is None and self._ssl_context is None:
+            self._ssl_context = ssl_context(*self._tls)
+        return build_client(
+            http=self.http,
+            transport=self._transport,
+            timeout=self.timeout,
+            max_connections=self._max_connections,
+            context=self._ssl_context,
+            http2=self._http2,
+        )
 
     async def _send(
-        self,
-        path: str,
-        content: bytes,
-        headers: dict[str, str],
-        timeout: float | httpx2.Timeout | None,
-        *,
-        stream: bool,
+        self, path: str, content: bytes, headers: dict[str, str], timeout: float | httpx2.Timeout | None
     ) -> httpx2.Response:
-        """POST ``content`` to ``base_url + path``; the body is read unless ``stream``.
+        """POST ``content`` to ``base_url + path`` through ``httpx2.AsyncClient.send``; the response
+        comes back unread (the caller reads it with a size cap, or streams it).
 
-        On our own connection pool the request goes straight to agentkit's transport: httpx2's client
-        layer (auth flows, redirects, cookies, event hooks) has nothing to do there, and skipping it
-        saves about a fifth of a request's CPU. A user's ``http_client=`` or ``transport=`` always gets
-        the full ``AsyncClient.send``.
+        On our own pool the request is built directly (it has no default headers, cookies or params to
+        merge: ``build_request`` would only cost time); a user's ``http_client=`` gets ``build_request``.
         """
         http = self._http
-        timeout = _as_timeout(timeout) if timeout is not None else self.timeout
-        direct = self._direct
-        if direct is None:
-            request = http.build_request(
-                "POST", self._url(path), content=content, headers=headers, timeout=timeout
+        phases = (self.timeout if timeout is None else _as_timeout(timeout)).as_dict()
+        if self._own_http:
+            request = httpx2.Request(
+                "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
             )
-            return await http.send(request, stream=stream)
-        request = httpx2.Request(
-            "POST",
-            self._url(path),
-            content=content,
-            headers=headers,
-            extensions={"timeout": timeout.as_dict()},
-        )
-        response = await direct.handle_async_request(request)
-        response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
+        else:
+            request = http.build_request(
+                "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
+            )
+        return await http.send(request, stream=True)
 
     # --- public calls ------------------------------------------------------------------------
 
@@ -342,7 +377,8 @@ class Client:
         """Close the connection pool if we created it (a later call opens a new one)."""
         if self._own_http and self._http_client is not None:
             client, self._http_client = self._http_client, None
-            await client.aclose()
+            if self._http_loop is None or self._http_loop is event_loop():
+                await client.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -351,6 +387,9 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Client:
+        raise TypeError("a Client holds a connection pool (and a secret): share it, or build another one")
 
     def __repr__(self) -> str:
         # getattr: a half-built client (an error inside __init__) is rendered in tracebacks too
@@ -369,12 +408,15 @@ class Client:
         return url
 
     def _build_headers(self, extra: Mapping[str, str] | None) -> _Headers:
-        headers = _Headers({
-            "anthropic-version": self.anthropic_version,
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": "agentkit/0.1",
-        })
+        headers = _Headers(
+            {
+                "anthropic-version": self.anthropic_version,
+                "content-type": "application/json",
+                "accept": "application/json",
+                "accept-encoding": "gzip, deflate",
+                "user-agent": "agentkit/0.1",
+            }
+        )
         if self._api_key is not None:
             if self.auth == "bearer":
                 headers["authorization"] = f"Bearer {self._api_key.get()}"
@@ -415,12 +457,13 @@ class Client:
             with _Deadline(total_timeout).guard(f"the request to {url}"):
                 async with _transport_errors(url):
                     response = await self._send(
-                        path, content, self._headers_for(number, extra_headers), timeout, stream=False
+                        path, content, self._headers_for(number, extra_headers), timeout
                     )
+                    raw = await read_capped(response, self.max_response_bytes)
             if response.status_code >= 400:
-                raise _status_error(response, response.content)
+                raise _status_error(response, raw)
             try:
-                data = loads(response.content)
+                data = loads(raw)
             except ValueError as exc:
                 raise ProtocolError(
                     f"invalid JSON in the answer from {url} (HTTP {response.status_code}): {exc}",
@@ -527,19 +570,14 @@ class MessageStream:
             self._deadline = deadline = _Deadline(self._total_timeout)
             with deadline.guard(f"the request to {url}"):
                 async with _transport_errors(url):
-                    response = await client._send(
-                        "/v1/messages", content, headers, self._timeout, stream=True
-                    )
+                    response = await client._send("/v1/messages", content, headers, self._timeout)
             if response.status_code < 400 and _is_event_stream(response):
                 self._response = response
                 self._accumulator = MessageAccumulator(_request_id(response))
                 return
-            try:
-                with deadline.guard(f"the request to {url}", _request_id(response)):
-                    async with _transport_errors(url):
-                        raw = await response.aread()
-            finally:
-                await response.aclose()
+            with deadline.guard(f"the request to {url}", _request_id(response)):
+                async with _transport_errors(url):
+                    raw = await read_capped(response, client.max_response_bytes)
             if response.status_code >= 400:
                 raise _status_error(response, raw)
             # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
@@ -584,7 +622,10 @@ class MessageStream:
         assert accumulator is not None
         decoder = SSEDecoder(request_id=self.request_id)
         try:
-            async for chunk in self._deadline.chunks(response, self.request_id):
+            chunks = decoded_chunks(
+                response, self._client.max_response_bytes, self._deadline, self.request_id
+            )
+            async for chunk in chunks:
                 for event, data in decoder.feed(chunk):
                     payload = accumulator.feed_sse(event, data)
                     if payload is not None:
@@ -594,10 +635,14 @@ class MessageStream:
             raise APITimeoutError(
                 "the stream stalled past the read timeout", request_id=self.request_id
             ) from exc
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, OSError) as exc:
             _forget_locals(exc)
             raise APIConnectionError(
                 f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise ProtocolError(
+                f"the stream's Content-Encoding could not be decoded: {exc}", request_id=self.request_id
             ) from exc
         for event, data in decoder.flush():
             payload = accumulator.feed_sse(event, data)
@@ -630,6 +675,12 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
     except httpx2.TransportError as exc:
         _forget_locals(exc)
         raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:  # a TLS alert or socket error the stack did not wrap (ssl.SSLError included)
+        _forget_locals(exc)
+        raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except httpx2.DecodingError as exc:
+        _forget_locals(exc)
+        raise ProtocolError(f"the answer from {url} could not be decoded (Content-Encoding): {exc}") from exc
     except BaseException as exc:  # a cancellation (the caller's deadline) passed through those frames too
         _forget_locals(exc)
         raise
@@ -638,17 +689,6 @@ async def _transport_errors(url: str) -> AsyncIterator[None]:
 def _encode(body: Mapping[str, Any]) -> bytes:
     """A request body as compact UTF-8 JSON."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _proxied(url: str) -> bool:
-    """True when the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ... minus ``NO_PROXY``) proxies ``url``."""
-    proxies = urllib.request.getproxies()
-    if not proxies:
-        return False
-    parsed = httpx2.URL(url)
-    if not (proxies.get(parsed.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parsed.host)
 
 
 def _normalise_base_url(url: str) -> str:

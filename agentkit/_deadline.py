@@ -9,12 +9,11 @@ ever. A :class:`_Deadline` bounds the whole attempt; on expiry the step in progr
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
 import anyio
-import httpx2
 
 from ._exceptions import APITimeoutError, ConfigurationError
 
@@ -61,50 +60,3 @@ class _Deadline:
         raise APITimeoutError(
             f"{what} did not finish within total_timeout={self.seconds:g}s", request_id=request_id
         )
-
-    def chunks(self, response: httpx2.Response, request_id: str | None) -> AsyncIterator[bytes]:
-        """``response.aiter_raw()``, each read under the deadline (the consumer's time counts too)."""
-        if response.is_stream_consumed:  # the transport buffered a body that came whole with the head
-            try:
-                return _Once(response.content)
-            except httpx2.ResponseNotRead:
-                return _Once(b"")
-        raw = response.aiter_raw()
-        return raw if self.seconds is None else _Guarded(raw, self, request_id)
-
-
-class _Guarded:
-    """An async iterator of chunks whose every read runs under a deadline (a class, not an async
-    generator: nothing is left for the garbage collector to finalise when a stream is abandoned)."""
-
-    __slots__ = ("_deadline", "_raw", "_request_id")
-
-    def __init__(self, raw: AsyncIterator[bytes], deadline: _Deadline, request_id: str | None) -> None:
-        self._raw = raw
-        self._deadline = deadline
-        self._request_id = request_id
-
-    def __aiter__(self) -> _Guarded:
-        return self
-
-    async def __anext__(self) -> bytes:
-        with self._deadline.guard("the stream", self._request_id):
-            return await anext(self._raw)
-
-
-class _Once:
-    """One chunk, as an async iterator."""
-
-    __slots__ = ("_chunk",)
-
-    def __init__(self, chunk: bytes) -> None:
-        self._chunk: bytes | None = chunk
-
-    def __aiter__(self) -> _Once:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk, self._chunk = self._chunk, None
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk

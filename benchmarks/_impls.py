@@ -3,7 +3,9 @@
 - ``raw``: a minimal hand-written httpx2 loop (POST /v1/messages, parse JSON, run the tools concurrently,
   append the tool_result turn, repeat until end_turn); with ``stream=True`` raw httpx2 streaming plus a
   minimal SSE parse.
-- ``agentkit``: ``Agent(client, model=..., tools=[get_weather], stream=...).run(prompt)``.
+- ``raw aiohttp``: the same hand-written loop over ``aiohttp.ClientSession`` (the aiohttp baseline).
+- ``agentkit``: ``Agent(client, model=..., tools=[get_weather], stream=...).run(prompt)`` on the default
+  stack (httpx2's own transport); ``agentkit, aiohttp``: the same with ``Client(http="aiohttp")``.
 - ``anthropic``: the official SDK's ``beta.messages.tool_runner`` (``thread=False``, see README).
 - ``pydantic-ai``: ``pydantic_ai.Agent`` with ``AnthropicModel`` / ``AnthropicProvider(base_url=...)``.
 
@@ -58,19 +60,10 @@ class Impl(Protocol):
     async def aclose(self) -> None: ...
 
 
-def http_client(max_connections: int, *, agentkit_transport: bool = False) -> httpx2.AsyncClient:
-    """A pool for ``max_connections``; ``agentkit_transport`` uses agentkit's default transport (see
-    ``agentkit._transport``) when this agentkit version has it, else httpx2's (httpcore)."""
+def http_client(max_connections: int) -> httpx2.AsyncClient:
+    """An httpx2 pool (its stock transport, httpcore2) for ``max_connections``."""
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    transport = None
-    if agentkit_transport:
-        try:
-            from agentkit._transport import _Transport
-        except ImportError:
-            pass
-        else:
-            transport = _Transport(max_connections=max_connections, max_keepalive=max_connections)
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(600.0, connect=60.0), limits=limits, transport=transport)
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(600.0, connect=60.0), limits=limits)
 
 
 class Raw:
@@ -152,6 +145,66 @@ class Raw:
         await self.http.aclose()
 
 
+class RawAiohttp(Raw):
+    """The raw loop over aiohttp: ``session.post``, ``await response.read()``, ``json.loads``; streaming
+    reads ``response.content`` line by line."""
+
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        super().__init__(base_url, stream=stream, max_connections=max_connections)
+        self.max_connections = max_connections
+        self.session: Any = None
+
+    def _session(self) -> Any:
+        if self.session is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+            self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(600))
+        return self.session
+
+    async def _post(self, content: bytes) -> dict[str, Any]:
+        async with self._session().post(self.url, data=content, headers=self.headers) as response:
+            response.raise_for_status()
+            data: dict[str, Any] = json.loads(await response.read())
+        return data
+
+    async def _stream(self, content: bytes) -> tuple[list[dict[str, Any]], str | None]:
+        blocks: list[dict[str, Any]] = []
+        partial: dict[int, list[str]] = {}
+        stop_reason = None
+        headers = {**self.headers, "accept": "text/event-stream"}
+        body = content[:-1] + b',"stream":true}'
+        async with self._session().post(self.url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            async for raw_line in response.content:
+                if not raw_line.startswith(b"data:"):
+                    continue
+                event = json.loads(raw_line[5:])
+                kind = event["type"]
+                if kind == "content_block_delta":
+                    delta = event["delta"]
+                    if delta["type"] == "text_delta":
+                        blocks[event["index"]]["text"] += delta["text"]
+                    elif delta["type"] == "input_json_delta":
+                        partial.setdefault(event["index"], []).append(delta["partial_json"])
+                elif kind == "content_block_start":
+                    blocks.append(dict(event["content_block"]))
+                elif kind == "content_block_stop":
+                    parts = partial.pop(event["index"], None)
+                    if parts:
+                        blocks[event["index"]]["input"] = json.loads("".join(parts))
+                elif kind == "message_delta":
+                    stop_reason = event["delta"].get("stop_reason")
+                elif kind == "error":
+                    raise RuntimeError(event)
+        return blocks, stop_reason
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        if self.session is not None:
+            await self.session.close()
+
+
 class Floor(Raw):
     """A lower bound, not a real client: the raw loop's protocol over bare asyncio streams (no HTTP library,
     no error handling beyond a status check, Content-Length bodies only). It shows what one Python
@@ -194,6 +247,8 @@ class Floor(Raw):
 
 
 class AgentKit:
+    stack = "httpx"
+
     def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
         import agentkit
 
@@ -201,10 +256,10 @@ class AgentKit:
             from agentkit import Agent  # type: ignore[attr-defined]
         except ImportError:
             from agentkit import Agent
-        self.http: httpx2.AsyncClient | None = None
-        if max_connections > 1000:  # the Client's own pool allows 1000 connections
-            self.http = http_client(max_connections, agentkit_transport=True)
-        self.client = agentkit.Client(api_key=API_KEY, base_url=base_url, http_client=self.http)
+        options: dict[str, Any] = {"max_connections": max_connections}
+        if self.stack != "httpx":
+            options["http"] = self.stack
+        self.client = agentkit.Client(api_key=API_KEY, base_url=base_url, **options)
         self.agent: Any = Agent(
             self.client, model=MODEL, tools=[get_weather], max_tokens=MAX_TOKENS, stream=stream
         )
@@ -215,8 +270,12 @@ class AgentKit:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        if self.http is not None:
-            await self.http.aclose()
+
+
+class AgentKitAiohttp(AgentKit):
+    """agentkit on the aiohttp stack: ``Client(http="aiohttp")``."""
+
+    stack = "aiohttp"
 
 
 class AgentKitTunedGC(AgentKit):
@@ -287,13 +346,16 @@ class PydanticAI:
 
 IMPLS: dict[str, type[Any]] = {
     "raw": Raw,
+    "raw aiohttp": RawAiohttp,
     "floor": Floor,
     "agentkit": AgentKit,
+    "agentkit, aiohttp": AgentKitAiohttp,
     "agentkit, tuned gc": AgentKitTunedGC,
     "anthropic": AnthropicSDK,
     "pydantic-ai": PydanticAI,
 }
-PEERS = {"anthropic": "anthropic", "pydantic-ai": "pydantic_ai"}
+PEERS = {"anthropic": "anthropic", "pydantic-ai": "pydantic_ai", "raw aiohttp": "aiohttp",
+         "agentkit, aiohttp": "aiohttp"}  # fmt: skip
 
 
 def available(name: str) -> bool:

@@ -110,11 +110,48 @@ async def concurrent(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def http(spec: dict[str, Any]) -> dict[str, Any]:
+    """CPU per HTTP round trip for each stack at each in-flight level (``benchmarks.http_layers``)."""
+    from .http_layers import measure
+
+    return await measure(spec["url"], spec["in_flight"], spec["requests"], spec["rounds"])
+
+
+async def first_request(spec: dict[str, Any]) -> dict[str, Any]:
+    """A fresh process: ``import agentkit``, a Client, then 21 requests; how much longer the first took
+    than the median of the others (what lazy imports and set-up add to it; the first also connects,
+    about 0.2 ms on loopback)."""
+    started = time.perf_counter()
+    import agentkit
+
+    imported = time.perf_counter()
+    options = {"http": spec["stack"]} if spec["stack"] != "httpx" else {}
+    client = agentkit.Client(api_key=_impls.API_KEY, base_url=spec["url"], **options)
+    constructed = time.perf_counter()
+    times: list[float] = []
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        for _ in range(21):
+            t0 = time.perf_counter()
+            await client.create(model=_impls.MODEL, max_tokens=8, messages=messages)
+            times.append(time.perf_counter() - t0)
+    finally:
+        await client.aclose()
+    rest = sorted(times[1:])
+    return {
+        "import_ms": (imported - started) * 1e3,
+        "client_ms": (constructed - imported) * 1e3,
+        "first_ms": times[0] * 1e3,
+        "stall_ms": (times[0] - rest[len(rest) // 2]) * 1e3,
+    }
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     _impls.TOOL_SLEEP = spec.get("tool_sleep", 0.0)
-    _logging_off()
-    mode = {"cpu": cpu, "concurrent": concurrent}[spec["mode"]]
+    if spec["mode"] != "first":  # that one times `import agentkit` itself (httpx2 is imported already)
+        _logging_off()
+    mode = {"cpu": cpu, "concurrent": concurrent, "http": http, "first": first_request}[spec["mode"]]
     result = asyncio.run(mode(spec))
     sys.stdout.write(json.dumps(result) + "\n")
 

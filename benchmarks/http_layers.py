@@ -1,17 +1,18 @@
-"""CPU per HTTP round trip, layer by layer: why agentkit has its own transport.
+"""CPU per HTTP round trip for each HTTP stack, at 1, 64 and 256 requests in flight.
 
-    python -m benchmarks.http_layers [--requests 3000] [--rounds 3]
+    python -m benchmarks.http_layers [--requests 3000] [--rounds 3] [--in-flight 1,64,256]
 
-One small ``POST /v1/messages`` (the local server's echo policy, separate process, 0 ms latency),
-sequential, keep-alive, JSON body decoded; ``time.process_time()`` per request in this process.
-Stacks, interleaved per round (median over rounds):
+One small ``POST /v1/messages`` (the local server's echo policy in a separate process, 0 ms latency),
+keep-alive, JSON body decoded; ``time.process_time()`` per request in this process, with ``N`` tasks
+each sending requests one after another (``N`` in flight). Stacks, interleaved per round (median over
+rounds):
 
-- ``httpx2``: ``httpx2.AsyncClient().post`` with its default transport (httpcore);
-- ``httpx2 + agentkit transport``: the same client over ``agentkit._transport._Transport``;
-- ``agentkit Client._send``: what ``agentkit.Client`` does on its own pool (the transport without
-  httpx2's client layer);
-- ``httpx2 client layer only``: ``AsyncClient.post`` over ``httpx2.MockTransport`` (no network);
-- ``bare asyncio streams``: hand-written HTTP/1.1 over ``asyncio.open_connection`` (a floor).
+- ``raw aiohttp``: ``aiohttp.ClientSession.post`` + ``json.loads`` (the baseline);
+- ``raw httpx2``: ``httpx2.AsyncClient.post`` + ``.json()`` on httpx2's stock transport (httpcore2);
+- ``httpx2 over agentkit's aiohttp transport``: the same client over ``AiohttpTransport``;
+- ``agentkit Client, httpx`` / ``agentkit Client, aiohttp``: what ``agentkit.Client`` does per request on
+  each stack (build, send, capped decoded read, JSON), without the Message model;
+- ``bare asyncio streams`` (1 in flight only): hand-written HTTP/1.1 over one connection (a floor).
 """
 
 from __future__ import annotations
@@ -23,32 +24,57 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx2
-
-from agentkit import Client
-from agentkit._transport import _Transport
-
-from .run import Server
 
 BODY = json.dumps(
     {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "hi there"}]}
 ).encode()
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+LIMIT = 1000
 
 
-async def _stacks(base_url: str) -> dict[str, Callable[[], Awaitable[object]]]:
+async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[object]]], list[Any]]:
+    import aiohttp
+
+    from agentkit import Client
+    from agentkit.transports import AiohttpTransport
+
     url = base_url + "/v1/messages"
-    plain = httpx2.AsyncClient()
-    ours = httpx2.AsyncClient(transport=_Transport())
-    mock = httpx2.AsyncClient(
-        transport=httpx2.MockTransport(
-            lambda _request: httpx2.Response(
-                200, content=b'{"ok":1}', headers={"content-type": "application/json"}
-            )
-        )
-    )
-    client = Client(api_key="sk-test", base_url=base_url)
+    limits = httpx2.Limits(max_connections=LIMIT, max_keepalive_connections=LIMIT)
+    plain = httpx2.AsyncClient(limits=limits)
+    over_aiohttp = httpx2.AsyncClient(transport=AiohttpTransport(max_connections=LIMIT), limits=limits)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=LIMIT, limit_per_host=0))
+    ours = Client(api_key="sk-test", base_url=base_url, max_connections=LIMIT)
+    ours_aiohttp = Client(api_key="sk-test", base_url=base_url, max_connections=LIMIT, http="aiohttp")
+
+    async def raw_aiohttp() -> object:
+        async with session.post(url, data=BODY, headers=HEADERS) as response:
+            return json.loads(await response.read())
+
+    async def via(http: httpx2.AsyncClient) -> object:
+        return (await http.post(url, content=BODY, headers=HEADERS)).json()
+
+    def agentkit_send(client: Client) -> Callable[[], Awaitable[object]]:
+        body = json.loads(BODY)
+
+        async def call() -> object:
+            return (await client._post_json("/v1/messages", body, None, None))[1]
+
+        return call
+
+    stacks: dict[str, Callable[[], Awaitable[object]]] = {
+        "raw aiohttp": raw_aiohttp,
+        "raw httpx2 (stock transport)": lambda: via(plain),
+        "httpx2 over agentkit's AiohttpTransport": lambda: via(over_aiohttp),
+        "agentkit Client, httpx": agentkit_send(ours),
+        "agentkit Client, aiohttp": agentkit_send(ours_aiohttp),
+    }
+    return stacks, [plain, over_aiohttp, session, ours, ours_aiohttp]
+
+
+async def _bare(base_url: str, requests: int) -> float:
     host, port = base_url.split("//")[1].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     head = (
@@ -57,7 +83,7 @@ async def _stacks(base_url: str) -> dict[str, Callable[[], Awaitable[object]]]:
         + f"content-length: {len(BODY)}\r\n\r\n"
     ).encode()
 
-    async def bare() -> object:
+    async def once() -> object:
         writer.write(head + BODY)
         response_head = await reader.readuntil(b"\r\n\r\n")
         length = next(
@@ -67,51 +93,85 @@ async def _stacks(base_url: str) -> dict[str, Callable[[], Awaitable[object]]]:
         )
         return json.loads(await reader.readexactly(length))
 
-    async def via(http: httpx2.AsyncClient) -> object:
-        return (await http.post(url, content=BODY, headers=HEADERS)).json()
-
-    async def agentkit_send() -> object:
-        return (await client._send("/v1/messages", BODY, dict(HEADERS), None, stream=False)).json()
-
-    return {
-        "httpx2": lambda: via(plain),
-        "httpx2 + agentkit transport": lambda: via(ours),
-        "agentkit Client._send": agentkit_send,
-        "httpx2 client layer only (MockTransport)": lambda: via(mock),
-        "bare asyncio streams": bare,
-    }
+    for _ in range(50):
+        await once()
+    started = time.process_time()
+    for _ in range(requests):
+        await once()
+    elapsed = time.process_time() - started
+    writer.close()
+    return elapsed / requests * 1e6
 
 
-async def _measure(base_url: str, requests: int, rounds: int) -> dict[str, list[float]]:
-    stacks = await _stacks(base_url)
-    samples: dict[str, list[float]] = {name: [] for name in stacks}
-    for call in stacks.values():  # warm-up: connections, caches
-        for _ in range(100):
+async def _load(call: Callable[[], Awaitable[object]], in_flight: int, requests: int) -> float:
+    """CPU microseconds per request with ``in_flight`` tasks sharing ``requests`` requests."""
+    each = max(1, requests // in_flight)
+
+    async def worker() -> None:
+        for _ in range(each):
             await call()
-    for _ in range(rounds):
-        for name, call in stacks.items():
-            started = time.process_time()
-            for _ in range(requests):
-                await call()
-            samples[name].append((time.process_time() - started) / requests * 1e6)
-    return samples
+
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return (time.process_time() - started) / (each * in_flight) * 1e6
+
+
+async def measure(base_url: str, in_flight: list[int], requests: int, rounds: int) -> dict[str, Any]:
+    """``{str(N): {stack: [us per request, one per round]}}`` plus ``bare`` at 1 in flight."""
+    stacks, closers = await _stacks(base_url)
+    out: dict[str, Any] = {}
+    try:
+        for n in in_flight:
+            samples: dict[str, list[float]] = {name: [] for name in stacks}
+            for call in stacks.values():  # warm-up: fill the pools to N connections, caches
+                await _load(call, n, max(2 * n, 100))
+            for _ in range(rounds):
+                for name, call in stacks.items():
+                    samples[name].append(await _load(call, n, requests))
+            out[str(n)] = samples
+        out["bare"] = [await _bare(base_url, requests) for _ in range(rounds)]
+    finally:
+        for closer in closers:
+            close = getattr(closer, "aclose", None) or closer.close
+            await close()
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| in flight | stack | CPU per request (us) | x raw aiohttp |",
+        "|---|---|---|---|",
+    ]
+    for n, samples in result.items():
+        if n == "bare":
+            continue
+        base = statistics.median(samples["raw aiohttp"])
+        for name, values in samples.items():
+            median = statistics.median(values)
+            lines.append(
+                f"| {n} | {name} | {median:.0f} ({min(values):.0f}-{max(values):.0f}) | {median / base:.2f} |"
+            )
+    bare = result.get("bare")
+    if bare:
+        lines.append(f"| 1 | bare asyncio streams (floor) | {statistics.median(bare):.0f} | |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .run import Server
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http_layers")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-flight", default="1,64,256")
     args = parser.parse_args(argv)
+    in_flight = [int(n) for n in args.in_flight.split(",")]
     srv = Server(latency=0.0, tool_turns=1, parallel=1)
     try:
-        samples = asyncio.run(_measure(srv.url, args.requests, args.rounds))
+        result = asyncio.run(measure(srv.url, in_flight, args.requests, args.rounds))
     finally:
         srv.stop()
-    base = statistics.median(samples["httpx2"])
-    print("| stack | CPU per request (us) | x httpx2 |\n|---|---|---|")
-    for name, values in samples.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.0f} ({min(values):.0f}-{max(values):.0f}) | {median / base:.2f} |")
+    print(markdown(result))
     return 0
 
 

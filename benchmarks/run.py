@@ -140,20 +140,28 @@ def scenario_cpu(impls: list[str], *, stream: bool, rounds: int, runs: int) -> d
     return out
 
 
-def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, Any]:
-    """2 (and 5 for large N): N runs at once, 200 ms latency, T=3 K=3, tools sleep 50 ms."""
+def scenario_concurrency(impls: list[str], *, n: int, rounds: int, limit_s: float = 300) -> dict[str, Any]:
+    """2 (and 5 for large N): N runs at once, 200 ms latency, T=3 K=3, tools sleep 50 ms. A worker that
+    takes longer than ``limit_s`` is stopped and its implementation reported as not finishing."""
     tool_turns, parallel = 3, 3
     ideal = (tool_turns + 1) * LATENCY + tool_turns * TOOL_SLEEP
     per: dict[str, list[dict[str, Any]]] = {name: [] for name in impls}
     with server(latency=LATENCY, tool_turns=tool_turns, parallel=parallel) as srv:
+        timed_out: set[str] = set()
         for _ in range(rounds):
             for name in impls:
+                if name in timed_out:
+                    continue
                 spec = {
                     "mode": "concurrent", "url": srv.url, "impl": name, "n": n,
                     "tool_turns": tool_turns, "tool_sleep": TOOL_SLEEP,
                 }  # fmt: skip
                 cpu0 = srv.cpu_seconds()
-                result = worker(spec)
+                try:
+                    result = worker(spec, timeout=limit_s)
+                except subprocess.TimeoutExpired:
+                    timed_out.add(name)
+                    continue
                 # the worker made 2N + 1 runs (warm-up, cold batch, warm batch)
                 result["server_cpu_ms_per_run"] = (srv.cpu_seconds() - cpu0) * 1e3 / (2 * n + 1)
                 per[name].append(result)
@@ -162,6 +170,9 @@ def scenario_concurrency(impls: list[str], *, n: int, rounds: int) -> dict[str, 
                    "ideal_s": ideal, "rounds": rounds},
     }  # fmt: skip
     for name, results in per.items():
+        if not results:
+            out[name] = {"timeout_s": limit_s}
+            continue
         walls = [r["wall_s"] for r in results]
         out[name] = {
             "wall_s": summary(walls),
@@ -219,6 +230,27 @@ def scenario_imports(reps: int) -> dict[str, Any]:
     out["agentkit_top_modules"] = _importtime_top("import agentkit, agentkit._agent")
     out["cli"] = _cli_run(reps)
     return out
+
+
+def scenario_first_request(reps: int, stacks: list[str]) -> dict[str, Any]:
+    """4b: in fresh processes, how much longer the first request takes than the next ones (lazy work)."""
+    out: dict[str, Any] = {"config": {"reps": reps}}
+    with server(latency=0.0, tool_turns=1, parallel=1) as srv:
+        runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in stacks}
+        for _ in range(reps):
+            for stack in stacks:
+                runs[stack].append(worker({"mode": "first", "url": srv.url, "stack": stack}))
+    for stack, results in runs.items():
+        out[stack] = {key: summary([r[key] for r in results]) for key in results[0]}
+    return out
+
+
+def scenario_http(*, in_flight: list[int], requests: int, rounds: int) -> dict[str, Any]:
+    """6: CPU per HTTP round trip, each stack, at each in-flight level (``benchmarks.http_layers``)."""
+    with server(latency=0.0, tool_turns=1, parallel=1) as srv:
+        spec = {"mode": "http", "url": srv.url, "in_flight": in_flight, "requests": requests}
+        result = worker(spec | {"rounds": rounds}, timeout=900)
+    return {"config": {"in_flight": in_flight, "requests": requests, "rounds": rounds}, "samples": result}
 
 
 def _importtime_top(code: str, top: int = 8) -> list[tuple[str, float]]:
@@ -324,7 +356,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in sc.items():
-            if name != "config":
+            if "timeout_s" in r:
+                lines.append(f"| {name} | did not finish within {r['timeout_s']:.0f} s | | | | | | | |")
+            elif name != "config":
                 lines.append(
                     f"| {name} | {_fmt(r['wall_s'], 2)} | {_fmt(r['ratio_vs_ideal'], 2)} |"
                     f" {_fmt(r['cold_wall_s'], 2)} |"
@@ -356,6 +390,33 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"\nCLI run: skipped ({cli['skipped']}).")
         else:
             lines.append(f"\nCLI run `{cli['command']}`: {_fmt(cli['wall_ms'])} ms wall.")
+    first = results.get("first_request")
+    if first:
+        lines += [
+            "",
+            "4b. First request in a fresh process, per stack (import, Client(), first request, and how much "
+            "longer it took than the next ones; target <= 20 ms):",
+            "",
+            "| stack | import agentkit (ms) | Client() (ms) | first request (ms) | first - next (ms) |",
+            "|---|---|---|---|---|",
+        ]
+        for stack, r in first.items():
+            if stack != "config":
+                lines.append(
+                    f"| {stack} | {_fmt(r['import_ms'])} | {_fmt(r['client_ms'], 1)} |"
+                    f" {_fmt(r['first_ms'], 1)} | {_fmt(r['stall_ms'], 1)} |"
+                )
+    http = results.get("http")
+    if http:
+        from .http_layers import markdown as http_markdown
+
+        lines += [
+            "",
+            "6. CPU per HTTP round trip (small JSON POST, keep-alive, 0 ms latency), N requests in flight "
+            "(target: the aiohttp stack <= 1.3x raw aiohttp):",
+            "",
+            http_markdown(http["samples"]),
+        ]
     skipped = results.get("skipped_peers")
     if skipped:
         lines += ["", "Skipped (install the `bench` extra): " + ", ".join(skipped)]
@@ -366,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer rounds, smaller N (< 1 min)")
     parser.add_argument(
-        "--only", default="overhead,concurrency,streaming,imports,scale", help="comma-separated scenarios"
+        "--only",
+        default="overhead,concurrency,streaming,imports,first_request,http,scale",
+        help="comma-separated scenarios",
     )
     parser.add_argument("--no-peers", action="store_true", help="agentkit and the raw baseline only")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON")
@@ -376,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     peers = [] if args.no_peers else [p for p in ("anthropic", "pydantic-ai") if _impls.available(p)]
     skipped = [] if args.no_peers else [p for p in ("anthropic", "pydantic-ai") if not _impls.available(p)]
-    impls = ["raw", "agentkit", *peers]
+    aiohttp_impls = ["raw aiohttp", "agentkit, aiohttp"] if _impls.available("raw aiohttp") else []
+    impls = ["raw", "agentkit", *aiohttp_impls, *peers]
+    stacks = ["httpx", "aiohttp"] if aiohttp_impls else ["httpx"]
     results: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "versions": _versions(),
@@ -395,12 +460,20 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("imports", lambda: scenario_imports(2 if quick else 7)),
+        ("first_request", lambda: scenario_first_request(2 if quick else 5, stacks)),
+        (
+            "http",
+            lambda: scenario_http(
+                in_flight=[1, 64, 256], requests=1024 if quick else 4096, rounds=2 if quick else 3
+            ),
+        ),
         (
             "scale",
             lambda: scenario_concurrency(
-                ["floor", "agentkit", "agentkit, tuned gc"],
+                ["floor", "agentkit", *aiohttp_impls[1:], "agentkit, tuned gc"],
                 n=300 if quick else 2000,
                 rounds=1 if quick else 2,
+                limit_s=240,
             ),
         ),
     ]

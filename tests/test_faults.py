@@ -5,7 +5,8 @@ either recovers transparently (the client retries) or fails with the right typed
 cases: the ``Conversation`` passed as ``history=`` (appended in place) and ``AgentRunError.messages``
 pass :func:`agentkit._history.check_messages` (every ``tool_use`` answered), usage counts only the
 responses that arrived, no tool runs twice for one ``tool_use`` id, and the server never answered 400.
-Each agent test runs with JSON requests and with SSE streaming requests, on asyncio and on trio.
+Each agent test runs with JSON requests and with SSE streaming requests, on asyncio and on trio, and on
+both HTTP stacks (``Client(http="httpx")`` and ``Client(http="aiohttp")``, the latter on asyncio only).
 
 | fault | expected behaviour | test |
 |---|---|---|
@@ -96,12 +97,15 @@ TURN1_IDS = ("toolu_t1_paris", "toolu_t1_oslo")
 
 #: executions per tool_use id, across every tool of this module
 CALLS: Counter[str] = Counter()
+#: the HTTP stack of the test being run (``Client(http=...)``)
+STACK: dict[str, Any] = {"http": "httpx"}
 
 
 @pytest.fixture(autouse=True)
-def _fast_and_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fast_and_clean(monkeypatch: pytest.MonkeyPatch, http_stack: str) -> None:
     CALLS.clear()
     monkeypatch.setattr(agentkit._client, "_INITIAL_BACKOFF", 0.005)
+    monkeypatch.setitem(STACK, "http", http_stack)
 
 
 @pytest.fixture(params=[False, True], ids=["json", "sse"])
@@ -230,7 +234,12 @@ async def run_agent(
     **agent_kwargs: Any,
 ) -> Outcome:
     client = Client(
-        api_key=KEY, base_url=server.base_url, max_retries=max_retries, timeout=timeout, provider=provider
+        api_key=KEY,
+        base_url=server.base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        provider=provider,
+        **STACK,
     )
     agent = Agent(client, model=MODEL, tools=tools or TOOLS, stream=stream, **agent_kwargs)
     conversation = Conversation()
@@ -383,7 +392,7 @@ async def test_connection_refused_fails_with_api_connection_error_after_retries(
         client.base_url = dead
 
     with LocalServer(FunctionPolicy(FaultAtTurn2(None))) as server:
-        client = Client(api_key=KEY, base_url=server.base_url, max_retries=2, timeout=2.0)
+        client = Client(api_key=KEY, base_url=server.base_url, max_retries=2, timeout=2.0, **STACK)
         agent = Agent(client, model=MODEL, tools=TOOLS, stream=stream, hooks=Hooks(after_response=gone))
         conversation = Conversation()
         with pytest.raises(APIConnectionError) as info:
@@ -395,7 +404,9 @@ async def test_connection_refused_fails_with_api_connection_error_after_retries(
 
 
 async def test_connection_refused_on_a_plain_create_is_retried_then_typed() -> None:
-    client = Client(api_key=KEY, base_url=f"http://127.0.0.1:{dead_port()}", max_retries=1, timeout=2.0)
+    client = Client(
+        api_key=KEY, base_url=f"http://127.0.0.1:{dead_port()}", max_retries=1, timeout=2.0, **STACK
+    )
     started = time.monotonic()
     with pytest.raises(APIConnectionError):
         await client.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
@@ -551,7 +562,7 @@ async def test_caller_cancel_mid_dispatch_leaves_history_valid_and_resumable(str
         return final_turn()
 
     with LocalServer(FunctionPolicy(policy)) as server:
-        client = Client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        client = Client(api_key=KEY, base_url=server.base_url, max_retries=0, **STACK)
         agent = Agent(client, model=MODEL, tools=[slow_lookup], stream=stream)
         conversation = Conversation()
         async with anyio.create_task_group() as group:

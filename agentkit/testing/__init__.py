@@ -16,6 +16,7 @@ From a shell (benchmarks)::
 """
 
 from ._demo import OFFLINE_NOTICE, DemoSetup, demo_client
+from ._hostile import BareLFReply, BufferedStreamReply, GzipBombReply, GzipReply, StaleBytesReply
 from ._offline import CallEveryTool, OfflineModel, example_input
 from ._policies import (
     CITIES,
@@ -49,6 +50,8 @@ __all__ = [
     "CITIES",
     "DEFAULT_MODELS",
     "OFFLINE_NOTICE",
+    "BareLFReply",
+    "BufferedStreamReply",
     "CallEveryTool",
     "CutStreamReply",
     "DelayReply",
@@ -60,6 +63,8 @@ __all__ = [
     "ErrorReply",
     "Flavour",
     "FunctionPolicy",
+    "GzipBombReply",
+    "GzipReply",
     "LocalServer",
     "MalformedReply",
     "MessageReply",
@@ -73,6 +78,7 @@ __all__ = [
     "ResetReply",
     "Script",
     "ScriptExhausted",
+    "StaleBytesReply",
     "TrickleReply",
     "WeatherWorkload",
     "demo_client",

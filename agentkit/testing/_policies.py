@@ -492,6 +492,43 @@ class _ReplyHelpers:
         """Exactly this status, content type and body (e.g. a gateway's HTML 502)."""
         return RawReply(status, body, content_type, dict(headers or {}))
 
+    # ---- hostile HTTP (see agentkit.testing._hostile)
+
+    @staticmethod
+    def buffered_sse(inner: ReplyLike | None = None) -> Reply:
+        """SSE events in one ``Content-Length`` body sent with the head (a buffering gateway)."""
+        from ._hostile import BufferedStreamReply
+
+        return BufferedStreamReply(_as_message_reply(inner, "buffered"))
+
+    @staticmethod
+    def stale_bytes(inner: ReplyLike | None = None, delay: float = 0.05) -> Reply:
+        """Answer ``inner``, then write an extra answer onto the idle kept-alive connection."""
+        from ._hostile import StaleBytesReply
+
+        return StaleBytesReply(_as_message_reply(inner, "the real answer"), delay)
+
+    @staticmethod
+    def bare_lf(inner: ReplyLike | None = None) -> Reply:
+        """``inner`` with bare-LF line ends in the head (then the connection is closed)."""
+        from ._hostile import BareLFReply
+
+        return BareLFReply(_as_message_reply(inner, "bare LF"))
+
+    @staticmethod
+    def gzip(inner: ReplyLike | None = None) -> Reply:
+        """``inner`` with ``Content-Encoding: gzip`` (SSE compressed event by event)."""
+        from ._hostile import GzipReply
+
+        return GzipReply(_as_message_reply(inner, "compressed"))
+
+    @staticmethod
+    def gzip_bomb(size: int = 128 * 1024 * 1024) -> Reply:
+        """A small gzip body that decodes to ``size`` bytes."""
+        from ._hostile import GzipBombReply
+
+        return GzipBombReply(size)
+
     @staticmethod
     def trickle(inner: ReplyLike | None = None, chunk_size: int = 1, interval: float = 0.05) -> TrickleReply:
         """``inner`` (default: a short text) sent ``chunk_size`` bytes every ``interval`` seconds."""

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeAlias
 
 import anyio.to_thread
 
+from ._hostile import HostileReply, send_hostile
 from ._policies import (
     STATUS_BY_TYPE,
     CutStreamReply,
@@ -86,10 +87,11 @@ _JSON_TYPE = "application/json"
 class _HTTPError(Exception):
     """A malformed HTTP request: answer ``status`` and close the connection."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, unread: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.unread = unread  # body bytes left unread on the connection
 
 
 @dataclass
@@ -117,7 +119,11 @@ class LocalServer:
     ``latency`` seconds after its request arrived (the server's own validation and policy run inside
     that window, as a remote API's would; a policy that takes longer delays the answer).
     ``verify_signatures`` rejects thinking blocks whose text no longer matches the
-    signature this server gave them. ``policy`` may be swapped while running.
+    signature this server gave them. ``policy`` may be swapped while running. A request whose
+    ``Content-Length`` is over ``max_body`` is answered ``413`` as soon as its head arrives, before
+    its body is read (recorded with ``status`` 413 and an empty body); then the connection is closed
+    at once, leaving the body unread (the peer sees a reset), or, with ``linger=True``, after the
+    body was read and dropped (a lingering close, as nginx does).
 
     Recorded requests (and the requests policies see) carry no credentials: ``x-api-key``,
     ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` values read ``[redacted]`` (after the
@@ -139,6 +145,8 @@ class LocalServer:
         verify_signatures: bool = True,
         backlog: int = 4096,
         max_recorded: int = DEFAULT_MAX_RECORDED,
+        max_body: int = MAX_BODY,
+        linger: bool = False,
     ) -> None:
         if not isinstance(max_recorded, int) or isinstance(max_recorded, bool) or max_recorded < 1:
             raise ValueError(f"max_recorded must be an int >= 1 (the requests kept), got {max_recorded!r}")
@@ -153,6 +161,8 @@ class LocalServer:
         self.verify_signatures = verify_signatures
         self._requested_port = port
         self._backlog = backlog
+        self.max_body = max_body
+        self.linger = linger
         self._port: int | None = None
         self._lock = threading.Lock()
         self._requests: deque[Request] = deque(maxlen=max_recorded)
@@ -307,6 +317,8 @@ class LocalServer:
                         keep_alive=False,
                     )
                     await writer.drain()
+                    if exc.unread and self.linger:
+                        await _drain(reader, exc.unread)
                     break
                 if parsed is None:
                     break
@@ -372,8 +384,12 @@ class LocalServer:
         if not length_text.isdigit():
             raise _HTTPError(400, f"invalid Content-Length: {length_text!r}")
         length = int(length_text)
-        if length > MAX_BODY:
-            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.")
+        if length > self.max_body:  # answered before the body is read, as a gateway's limit would
+            with self._lock:
+                index = next(self._counter)
+                path = target.partition("?")[0]
+                self._requests.append(Request(method, path, headers, b"", None, index, status=413))
+            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.", unread=length)
         body = await reader.readexactly(length) if length else b""
         connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
@@ -633,6 +649,10 @@ class LocalServer:
             self._send_malformed(request, writer, keep_alive, result)
         elif isinstance(result, TrickleReply | PingForeverReply):
             await self._send_slowly(request, writer, result)
+        elif isinstance(result, HostileReply):
+            if await send_hostile(self, request, writer, keep_alive, result):
+                writer.close()
+                raise _Closed
         elif isinstance(result, RawReply):
             self._write_response(
                 writer,
@@ -827,6 +847,14 @@ class LocalServer:
             return
         body = reply.body or b'{"id": "msg_01Malformed", "type": "message", "content": [{"type": "te'
         self._write_response(writer, 200, body, keep_alive=keep_alive, request=request)
+
+
+async def _drain(reader: asyncio.StreamReader, size: int, seconds: float = 10.0) -> None:
+    """Read and drop up to ``size`` bytes (for at most ``seconds``): a lingering close."""
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+        async with asyncio.timeout(seconds):
+            while size > 0 and (data := await reader.read(min(size, 1 << 20))):
+                size -= len(data)
 
 
 def _chunk(data: bytes) -> bytes:

@@ -1,0 +1,218 @@
+"""How a :class:`~agentkit.Client` gets its ``httpx2.AsyncClient``: the stack, TLS, limits, body caps.
+
+Every request goes through ``httpx2.AsyncClient.send``. The default stack is httpx2's own transport
+(httpcore2: proxies from the environment, ``verify=``, HTTP/2 when asked for and ``h2`` is installed);
+``http="aiohttp"`` puts :class:`agentkit.transports.AiohttpTransport` under the same client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import importlib.util
+import os
+import ssl
+from typing import Literal, TypeAlias
+
+import httpx2
+
+from ._deadline import _Deadline
+from ._exceptions import ConfigurationError, ProtocolError
+
+HTTPStack: TypeAlias = Literal["httpx", "aiohttp"]
+"""Which HTTP stack a Client we create runs on."""
+
+Verify: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
+"""``True`` (system CAs), ``False`` (no verification), a CA bundle file or directory, or a context."""
+
+Cert: TypeAlias = "str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str]]"
+"""A client certificate: one PEM file holding certificate and key, or ``(certificate, key)``."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_STACKS = ("httpx", "aiohttp")
+
+
+def check_options(
+    *,
+    http: str,
+    verify: object,
+    cert: object,
+    http2: bool,
+    transport: object,
+    http_client: object,
+    max_response_bytes: int,
+) -> None:
+    """Refuse contradictory or malformed HTTP options where they are given (the constructor)."""
+    if http not in _STACKS:
+        raise ConfigurationError(f"http={http!r} is not a stack; use 'httpx' (the default) or 'aiohttp'")
+    if not isinstance(verify, bool | str | os.PathLike | ssl.SSLContext):
+        raise ConfigurationError(
+            f"verify={type(verify).__name__} is not accepted; use True, False, a CA bundle path "
+            "or an ssl.SSLContext"
+        )
+    if isinstance(verify, str | os.PathLike) and not os.path.exists(verify):
+        raise ConfigurationError(f"verify={os.fspath(verify)!r}: no such CA bundle file or directory")
+    if cert is not None and isinstance(verify, ssl.SSLContext):
+        raise ConfigurationError("cert= cannot go with verify=<SSLContext>: load it into the context")
+    if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+        raise ConfigurationError(f"max_response_bytes must be a positive int, got {max_response_bytes!r}")
+    own = {
+        "http": http != "httpx",
+        "verify": verify is not True,
+        "cert": cert is not None,
+        "http2": bool(http2),
+    }
+    given = [name for name, set_ in own.items() if set_]
+    if http_client is not None and transport is not None:
+        raise ConfigurationError("pass http_client= or transport=, not both")
+    if http_client is not None and given:
+        raise ConfigurationError(
+            f"{', '.join(n + '=' for n in given)} configure the client agentkit creates; "
+            "with http_client= set them on your own httpx2.AsyncClient"
+        )
+    if transport is not None and given:
+        raise ConfigurationError(
+            f"{', '.join(n + '=' for n in given)} configure the transport agentkit creates; "
+            "with transport= set them on your own transport"
+        )
+    if http == "aiohttp" and http2:
+        raise ConfigurationError("http2=True needs the httpx stack: aiohttp speaks HTTP/1.1 only")
+    if http2:
+        if importlib.util.find_spec("h2") is None:
+            raise ConfigurationError("http2=True needs the h2 package: pip install 'agentkit[http2]'")
+
+
+def ssl_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext:
+    """The TLS context for ``verify`` (and a client ``cert``), built once per Client."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is True and cert is None:
+        return _default_context()
+    if verify is True or verify is False:
+        context = httpx2.create_ssl_context(verify=verify)
+    elif os.path.isdir(verify):
+        context = ssl.create_default_context(capath=os.fspath(verify))
+    else:
+        context = ssl.create_default_context(cafile=os.fspath(verify))
+    if cert is not None:
+        try:
+            if isinstance(cert, tuple):
+                context.load_cert_chain(cert[0], cert[1])
+            else:
+                context.load_cert_chain(cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cert={cert!r} could not be loaded: {exc}") from exc
+    return context
+
+
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    """The system-CA context (httpx2's default), loaded once per process and shared by every Client."""
+    return httpx2.create_ssl_context()
+
+
+def build_client(
+    *,
+    http: HTTPStack,
+    transport: httpx2.AsyncBaseTransport | None,
+    timeout: httpx2.Timeout,
+    max_connections: int,
+    context: ssl.SSLContext | None,
+    http2: bool,
+) -> httpx2.AsyncClient:
+    """A fresh ``httpx2.AsyncClient`` for a Client that owns its pool."""
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport is None and http == "aiohttp":
+        from .transports.aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(
+            verify=context if context is not None else True,
+            max_connections=max_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+    if transport is not None:
+        return httpx2.AsyncClient(transport=transport, timeout=timeout, limits=limits)
+    return httpx2.AsyncClient(
+        timeout=timeout, limits=limits, verify=context if context is not None else True, http2=http2
+    )
+
+
+async def read_capped(response: httpx2.Response, limit: int) -> bytes:
+    """The decoded body (``Content-Encoding`` undone), refused past ``limit`` bytes; always closed."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise too_large(response, limit)
+            parts.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(parts)
+
+
+def decoded_chunks(
+    response: httpx2.Response, limit: int, deadline: _Deadline, request_id: str | None
+) -> _DecodedChunks:
+    """The decoded body as it arrives, refused once more than ``limit`` bytes came in all; each read
+    under the request's total deadline (if it has one)."""
+    return _DecodedChunks(response, limit, deadline, request_id)
+
+
+class _DecodedChunks:
+    """An async iterator, not an async generator: nothing is left for the garbage collector to finalise
+    when a stream is abandoned."""
+
+    __slots__ = ("_chunks", "_deadline", "_limit", "_request_id", "_response", "_total")
+
+    def __init__(
+        self, response: httpx2.Response, limit: int, deadline: _Deadline, request_id: str | None
+    ) -> None:
+        self._response = response
+        self._chunks = response.aiter_bytes()
+        self._limit = limit
+        self._deadline = deadline
+        self._request_id = request_id
+        self._total = 0
+
+    def __aiter__(self) -> _DecodedChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._deadline.active:
+            with self._deadline.guard("the stream", self._request_id):
+                chunk = await anext(self._chunks)
+        else:
+            chunk = await anext(self._chunks)
+        self._total += len(chunk)
+        if self._total > self._limit:
+            raise too_large(self._response, self._limit)
+        return chunk
+
+
+def too_large(response: httpx2.Response, limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"the answer decodes to more than max_response_bytes={limit} bytes "
+        f"(content-encoding: {response.headers.get('content-encoding', 'none')}); refused",
+        request_id=response.headers.get("request-id"),
+    )
+
+
+@functools.cache
+def warm_up_imports() -> None:
+    """Import what the first request would import lazily (anyio's asyncio backend, ~40 ms), once."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
+
+
+def event_loop() -> object:
+    """The running event loop (asyncio's loop, or trio's token): what a connection pool belongs to."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        import anyio.lowlevel  # trio (or no loop): imported here, not with agentkit
+
+        return anyio.lowlevel.current_token().native_token
