@@ -6,10 +6,13 @@
     python examples/service.py --self-test 20        # start, fire 20 concurrent requests, stop
 
 ``GET /`` is a small chat page (no build step: ``examples/service_page.html``) showing the streamed
-text and each tool call as it starts and finishes. ``GET /chat?q=...&session=...`` runs the agent and
-sends each event as ``event: <kind>`` / ``data: <json>``; the last one is ``run_finished`` (or
-``error``). One Agent and one Client serve every request; each ``session`` keeps its conversation
-between requests (in memory here: a store keeps it across workers and restarts).
+text, each tool call as it starts and finishes, and an approve/deny prompt for calls that need a
+person (``subscribe_alerts`` does). ``GET /chat?q=...&session=...`` runs the agent and sends each event
+as ``event: <kind>`` / ``data: <json>``; the last one is ``run_finished`` (or ``error``). A run that
+waits for approval ends with ``run_finished`` and ``status: awaiting_approval``;
+``GET /decide?session=...&decision=approve|deny`` resumes it, streamed the same way. One Agent and one
+Client serve every request; each ``session`` keeps its conversation and its paused run between requests
+(in memory here: a store keeps them across workers and restarts).
 
 SIGINT/SIGTERM stop it gracefully (uvicorn): the port closes at once, streams already running get
 ``--grace`` seconds to finish, then they are cancelled (every ``tool_use`` still answered).
@@ -25,7 +28,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from agentkit import Agent, AgentKitError, Conversation, configure_logging
+from agentkit import (
+    Agent,
+    AgentKitError,
+    AgentStream,
+    Approve,
+    Conversation,
+    Deny,
+    RunState,
+    configure_logging,
+    tool,
+)
 from agentkit.testing import demo_client
 from agentkit.tools import weather
 
@@ -53,17 +66,36 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+@tool(requires_approval=True)
+def subscribe_alerts(city: str) -> str:
+    """Subscribe the user to severe-weather alerts for a city (each subscription needs their approval).
+
+    Args:
+        city: City name, e.g. "Oslo".
+    """
+    return f"subscribed to severe-weather alerts for {city}"
+
+
+class Session:
+    """One user's conversation, the run waiting for their approval (if any), one run at a time."""
+
+    def __init__(self) -> None:
+        self.conversation = Conversation()
+        self.lock = anyio.Lock()
+        self.paused: RunState | None = None
+
+
 class Sessions:
-    """Conversations by session id, kept between requests; one run at a time per session."""
+    """Sessions by id, kept between requests (least recently used dropped first)."""
 
     def __init__(self, limit: int = MAX_SESSIONS) -> None:
         self.limit = limit
-        self._items: OrderedDict[str, tuple[Conversation, anyio.Lock]] = OrderedDict()
+        self._items: OrderedDict[str, Session] = OrderedDict()
 
-    def get(self, session: str) -> tuple[Conversation, anyio.Lock]:
+    def get(self, session: str) -> Session:
         item = self._items.get(session)
         if item is None:
-            item = self._items[session] = (Conversation(), anyio.Lock())
+            item = self._items[session] = Session()
             while len(self._items) > self.limit:
                 self._items.popitem(last=False)
         self._items.move_to_end(session)
@@ -88,37 +120,66 @@ def create_app(agent: Agent[None, None], *, sessions: Sessions | None = None) ->
             return PlainTextResponse("missing ?q=question\n", status_code=400)
         if len(question) > MAX_QUESTION:
             return PlainTextResponse(f"question over {MAX_QUESTION} characters\n", status_code=413)
-        session = request.query_params.get("session")
-        conversation, lock = kept.get(session) if session else (None, None)
-        if lock is not None and lock.locked():
-            return PlainTextResponse("this session is already running a question\n", status_code=409)
+        name = request.query_params.get("session")
+        session = kept.get(name) if name else None
+        if session is not None and (session.lock.locked() or session.paused is not None):
+            busy = (
+                "is waiting for a decision" if session.paused is not None else "is already running a question"
+            )
+            return PlainTextResponse(f"this session {busy}\n", status_code=409)
+        history = session.conversation if session is not None else None
+        return _streamed(session, lambda: agent.stream(question, history=history))
+
+    async def decide(request: Request) -> Response:
+        name = request.query_params.get("session", "")
+        decision = request.query_params.get("decision")
+        session = kept.get(name) if name else None
+        if session is None or session.paused is None:
+            return PlainTextResponse("nothing in this session waits for a decision\n", status_code=409)
+        if decision not in ("approve", "deny") or session.lock.locked():
+            return PlainTextResponse("use decision=approve or decision=deny, once\n", status_code=400)
+        state, session.paused = session.paused, None  # decided once: a second click finds nothing
+        reason = request.query_params.get("reason") or "the user declined"
+        verdict = Approve() if decision == "approve" else Deny(reason)
+        decisions = {call.tool_use_id: verdict for call in state.pending}
+        return _streamed(session, lambda: agent.resume_stream(state, decisions=decisions))
+
+    def _streamed(session: Session | None, start: Callable[[], AgentStream[None]]) -> Response:
         return StreamingResponse(
-            run_events(question, conversation, lock), media_type="text/event-stream", headers=SSE_HEADERS
+            run_events(session, start), media_type="text/event-stream", headers=SSE_HEADERS
         )
 
     async def run_events(
-        question: str, conversation: Conversation | None, lock: anyio.Lock | None
+        session: Session | None, start: Callable[[], AgentStream[None]]
     ) -> AsyncIterator[str]:
         stats["in_flight"] += 1
         try:
-            if lock is not None:
-                await lock.acquire()
+            if session is not None:
+                await session.lock.acquire()
             # Leaving this block early (the client went away, or shutdown cancelled the response)
             # closes the run: calls still running are cancelled, every tool_use is answered, so the
             # session's conversation stays valid for its next question.
-            async with agent.stream(question, history=conversation) as events:
+            async with start() as events:
                 async for event in events:
                     yield sse(event.kind, event.to_dict())
+            result = events.result
+            if session is not None and result is not None and result.status == "awaiting_approval":
+                session.paused = result.state  # kept for GET /decide (a store would keep it anywhere)
             stats["completed"] += 1
         except AgentKitError as exc:  # API or agent failure: tell the client, in the stream
             yield sse("error", {"error": type(exc).__name__, "message": str(exc)})
         finally:
-            if lock is not None and lock.locked():
-                lock.release()
+            if session is not None and session.lock.locked():
+                session.lock.release()
             stats["in_flight"] -= 1
 
     app = Starlette(
-        routes=[Route("/", index), Route("/healthz", healthz), Route("/chat", chat)],
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/chat", chat),
+            Route("/decide", decide),
+        ],
     )
     app.state.stats = stats
     app.state.sessions = kept
@@ -145,12 +206,12 @@ def server_for(app: Starlette, *, grace: float) -> uvicorn.Server:
 
 
 async def read_stream(
-    http: httpx2.AsyncClient, url: str, question: str, session: str | None = None
+    http: httpx2.AsyncClient, url: str, question: str, session: str | None = None, **params: str
 ) -> list[tuple[str, Any]]:
     """GET one SSE stream; returns its ``(event, data)`` pairs."""
     events: list[tuple[str, Any]] = []
     name = "message"
-    params = {"q": question, **({"session": session} if session else {})}
+    params = {**({"q": question} if question else {}), **({"session": session} if session else {}), **params}
     async with http.stream("GET", url, params=params) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -195,12 +256,23 @@ async def self_test(app: Starlette, n: int) -> bool:
                     clients.start_soon(one, i)
 
             # A session keeps its conversation between requests.
-            conversation, _ = app.state.sessions.get("s1")
+            conversation = app.state.sessions.get("s1").conversation
             await read_stream(http, f"{base}/chat", "What's the weather in Paris?", "s1")
             after_first = len(conversation)
             last = await read_stream(http, f"{base}/chat", "And in Tokyo?", "s1")
             if not (0 < after_first < len(conversation)) or last[-1][0] != "run_finished":
                 failures.append("the session did not keep its conversation between requests")
+            # A call that needs approval pauses the run; the decision (another request) resumes it.
+            paused = await read_stream(http, f"{base}/chat", "Subscribe me to weather alerts for Oslo", "s2")
+            resumed = await read_stream(http, f"{base}/decide", "", "s2", decision="approve")
+            again = await http.get(f"{base}/decide", params={"session": "s2", "decision": "approve"})
+            if (
+                paused[-1][1].get("status") != "awaiting_approval"
+                or resumed[-1][1].get("status") != "completed"
+                or "subscribed" not in resumed[-1][1]["text"]
+                or again.status_code != 409
+            ):
+                failures.append("approval did not pause, resume once, and refuse a second decision")
             missing = await http.get(f"{base}/chat")
             unknown = await http.get(f"{base}/nope")
             page = await http.get(f"{base}/")
@@ -224,6 +296,7 @@ async def self_test(app: Starlette, n: int) -> bool:
         p50 = durations[len(durations) // 2] * 1000
         print(f"  latency: p50 {p50:.0f} ms, max {durations[-1] * 1000:.0f} ms")
     print("  sessions: a follow-up question continued the same conversation")
+    print("  approval: a subscription waited for a decision, resumed once on approve, refused a second one")
     print("  errors: 400 for a missing ?q=, 404 for an unknown path; the chat page is served")
     print(f"  shutdown: port closed, {app.state.stats['in_flight']} stream(s) left in flight")
     for failure in failures:
@@ -238,7 +311,7 @@ def make_agent(client: Any) -> Agent[None, None]:
         client,
         model=MODEL,
         system="You are a concise weather assistant. Use get_weather for facts.",
-        tools=[weather.get_weather],
+        tools=[weather.get_weather, subscribe_alerts],
         max_turns=5,
     )
 

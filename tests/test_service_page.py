@@ -111,3 +111,41 @@ def test_a_question_gets_its_streamed_answer_and_the_tool_call_shows(service_url
                 page.screenshot(path=os.environ["AGENTKIT_SCREENSHOT"], full_page=True)
         finally:
             browser.close()
+
+
+def test_a_call_needing_approval_shows_a_prompt_and_runs_once_approved(service_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(service_url)
+            page.fill("#question", "Subscribe me to weather alerts for Oslo")
+            page.click("#send")
+
+            waiting = page.locator(".tool-call[data-tool='subscribe_alerts']")
+            expect(waiting).to_have_class(re.compile(r"\bwaiting\b"), timeout=20_000)
+            prompt = page.locator(".approval")
+            expect(prompt).to_contain_text('Allow subscribe_alerts({"city":"Oslo"})?')
+            # the turn's other call already ran while this one waits
+            expect(page.locator(".tool-call[data-tool='get_weather']")).to_have_class(re.compile(r"\bfinished\b"))
+
+            prompt.locator("button.approve").click()
+            expect(prompt).to_have_count(0)
+            expect(waiting).to_have_class(re.compile(r"\bfinished\b"), timeout=20_000)
+            expect(waiting).to_contain_text("subscribed to severe-weather alerts for Oslo")
+            expect(page.locator(".turn[data-finished='true']")).to_have_count(1, timeout=20_000)
+            expect(page.locator("#send")).to_be_enabled()
+
+            page.fill("#question", "Subscribe me to weather alerts for Paris")
+            page.click("#send")
+            expect(page.locator(".approval")).to_have_count(1, timeout=20_000)
+            page.locator(".approval button.deny").click()
+            denied = page.locator(".tool-call[data-tool='subscribe_alerts']").nth(1)
+            expect(denied).to_have_class(re.compile(r"\bfailed\b"), timeout=20_000)
+            expect(denied).to_contain_text("call denied: the user declined")
+            if os.environ.get("AGENTKIT_SCREENSHOT"):
+                page.screenshot(path=os.environ["AGENTKIT_SCREENSHOT"], full_page=True)
+        finally:
+            browser.close()
