@@ -2,6 +2,8 @@
 
 - ``append SESSION WORKER COUNT``: append COUNT turns, each loaded then appended at its revision,
   retrying on SessionConflictError (as a service would); prints the number of conflicts.
+- ``resume SESSION BASE_URL``: approve the session's paused ``pay`` call with an agent on the
+  LocalServer at BASE_URL; prints what the tool did and how the run ended.
 - ``hang SESSION REVISION``: start an append of three entries, print ``mid`` inside its transaction
   just before the commit, then wait there forever (the test kills the process).
 """
@@ -64,12 +66,37 @@ async def hang(store: Store, session: str, revision: int) -> None:
     await store.append(session, entries, expected_revision=revision)
 
 
+async def resume(store: Store, session: str, base_url: str) -> None:
+    from agentkit import Agent, Approve, Client, tool
+
+    @tool(requires_approval=True)
+    def pay(to: str, amount: int) -> str:
+        """Send money.
+
+        Args:
+            to: Who gets it.
+            amount: Euros.
+        """
+        print(f"paid {amount} EUR to {to}", flush=True)
+        return f"paid {amount} EUR to {to}"
+
+    client = Client(api_key="sk-test", base_url=base_url, max_retries=0)
+    agent = Agent(client, model="claude-sonnet-4-6", tools=[pay], store=store)
+    loaded = await store.load(session)
+    pending = [p.tool_use_id for p in loaded.state.pending] if loaded.state is not None else []
+    result = await agent.resume(session=session, decisions={i: Approve() for i in pending})
+    print(f"{result.status}: {result.text}", flush=True)
+    await client.aclose()
+
+
 async def main(argv: list[str]) -> None:
     kind, location, command, *rest = argv
     store = make(kind, location, hang=command == "hang")
     try:
         if command == "append":
             await append(store, rest[0], rest[1], int(rest[2]))
+        elif command == "resume":
+            await resume(store, rest[0], rest[1])
         elif command == "hang":
             await hang(store, rest[0], int(rest[1]))
     finally:
