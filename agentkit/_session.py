@@ -37,8 +37,10 @@ class SessionLink:
         self.usage = usage_dict(conversation.usage)
 
     async def checkpoint(self, state: RunState) -> None:
-        """Append what changed since the last append (nothing while a paused model turn continues)."""
-        if state.pause_pending:
+        """Append what changed since the last append: the committed turns (with the usage), and the run
+        state when it pauses. Nothing before the model's first answer (a run that fails then leaves the
+        session as it was), nor while a model turn paused with ``pause_turn`` continues."""
+        if state.pause_pending or (state.step == "request" and state.turns == 0):
             return
         wire = state.conversation._wire_list()
         stored = self.stored
@@ -49,7 +51,8 @@ class SessionLink:
                 break
         usage = usage_dict(state.conversation.usage)
         entries: list[Entry] = []
-        if start < len(wire) or start < len(stored) or usage != self.usage:
+        final = state.step in ("awaiting_approval", "completed")
+        if start < len(wire) or start < len(stored) or (final and usage != self.usage):
             entries.append(Entry("turns", {"start": start, "messages": wire[start:], "usage": usage}))
         if state.step == "awaiting_approval":
             paused = state.to_dict()

@@ -59,7 +59,8 @@ def _free_port() -> int:
 class PostgresServer:
     """``with PostgresServer() as pg: pg.dsn`` — a fresh cluster, trust auth on 127.0.0.1 only."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for tests (a throwaway cluster); on for benchmarks
         self.bin = _bin_dir()
         self.user = _user()
         self.port = _free_port()
@@ -77,12 +78,21 @@ class PostgresServer:
         if self.user is not None:
             shutil.chown(self.root, self.user)
         done = self._as_user(
-            "initdb", "-D", str(self.data), "-U", "agentkit", "--auth=trust", "--no-sync", "-E", "UTF8"
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "agentkit",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            *([] if self.fsync else ["--no-sync"]),
         )
         if done.returncode != 0:
             raise Unavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+        fsync = "on" if self.fsync else "off"
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync={fsync} "
             "-c max_connections=200 -c shared_buffers=32MB"
         )
         done = self._as_user(

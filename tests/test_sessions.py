@@ -109,22 +109,43 @@ async def test_a_session_carries_the_conversation_across_runs_and_workers(store_
     assert (await store_backend.new().load(new_session())).messages == []
 
 
-async def test_a_failed_run_keeps_its_prompt_and_the_next_prompt_continues_that_turn(
-    store_backend: Backend,
-) -> None:
+async def test_a_run_failing_before_an_answer_leaves_the_session_as_it_was(store_backend: Backend) -> None:
     session = new_session()
-    policy = Script([reply.error(500), reply.text("Both answered.")])
+    policy = Script([reply.text("Hello."), reply.error(500)])
     with LocalServer(policy=policy) as server:
         agent = agent_for(server, store_backend.new())
+        await agent.run("Hi", session=session)
         with pytest.raises(Exception, match="500"):
-            await agent.run("First question", session=session)
-        assert texts((await store_backend.new().load(session)).messages) == ["First question"]
-        done = await agent.run("Second question", session=session)
+            await agent.run("Are you there?", session=session)
+    loaded = await store_backend.new().load(session)
+    assert texts(loaded.messages) == ["Hi", "Hello."] and loaded.revision == 1
+
+
+async def test_the_next_prompt_continues_a_stored_turn_of_results(store_backend: Backend) -> None:
+    session = new_session()
+    policy = Script(
+        [reply.tool_use("clock", {}, "toolu_1"), reply.error(500), reply.text("It is noon; both answered.")]
+    )
+
+    @tool
+    def clock() -> str:
+        """The time."""
+        return "12:00"
+
+    with LocalServer(policy=policy) as server:
+        agent = agent_for(server, store_backend.new(), [clock])
+        with pytest.raises(Exception, match="500"):  # fails after a tool turn: stored up to its results
+            await agent.run("What time is it?", session=session)
+        assert texts((await store_backend.new().load(session)).messages) == [
+            "What time is it?",
+            "tool_use",
+            "12:00",
+        ]
+        done = await agent.run("And the date?", session=session)
         sent = server.requests[-1].messages
     loaded = await store_backend.new().load(session)
-    assert loaded.messages[:-1] == sent  # the stored history is what was sent, not one turn twice
-    assert texts(loaded.messages) == ["First question", "Second question", "Both answered."]
-    assert done.text == "Both answered."
+    assert loaded.messages[:-1] == sent  # the stored history is what was sent, no turn twice
+    assert texts(loaded.messages) == ["What time is it?", "tool_use", "12:00", "And the date?", done.text]
     Conversation(loaded.messages).check()
 
 

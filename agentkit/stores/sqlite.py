@@ -96,6 +96,7 @@ class SQLiteStore(Store):
             sqlite3.Connection
         ] = []  # connections not in use (each used by one thread at a time)
         self._lock = threading.Lock()
+        self._setup = threading.Lock()
         self._ready = False
         self._closed = False
 
@@ -205,13 +206,23 @@ class SQLiteStore(Store):
             )
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             if not self._ready:
-                self._create(conn)
+                with self._setup:  # one thread of this process sets the file up
+                    if not self._ready:
+                        self._create(conn)
         except sqlite3.Error as exc:
             raise store_error(f"SQLiteStore({str(self.path)!r}) open", exc) from None
         return conn
 
     def _create(self, conn: sqlite3.Connection) -> None:
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()  # kept in the file
+        deadline = time.monotonic() + self._timeout
+        while True:  # switching to WAL takes an exclusive lock without waiting: another process may hold it
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()  # kept in the file
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"could not switch the file to WAL mode (it is in {mode!r})")
         conn.execute("BEGIN IMMEDIATE")
