@@ -180,10 +180,15 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(row.values()) + " |")
 
         async def cpu() -> dict[str, list[float]]:
-            async with SQLiteStore(tmp / "agent.db") as sqlite, PostgresStore(dsn) as pg:
+            async with (
+                SQLiteStore(tmp / "agent.db") as sqlite,
+                SQLiteStore(tmp / "agent-normal.db", synchronous="NORMAL") as normal,
+                PostgresStore(dsn) as pg,
+            ):
                 stores: dict[str, Store | None] = {
                     "no store": None,
                     "SQLiteStore": sqlite,
+                    'SQLiteStore(synchronous="NORMAL")': normal,
                     "PostgresStore": pg,
                 }
                 return await _cpu(url, stores, runs, rounds)

@@ -164,17 +164,12 @@ class PostgresStore(Store):
                         raise already_decided(session, done)
                     if current != expected:
                         raise conflict(session, expected, current)
-                    with conn.cursor() as cursor:
-                        # A concurrent append at the same revision waits here on the primary key, then
-                        # fails with a unique violation once the other one commits.
-                        cursor.executemany(
-                            _INSERT_ENTRY,
-                            [(session, expected + n, kind, data) for n, (kind, data) in enumerate(rows, 1)],
-                        )
-                        cursor.executemany(
-                            _INSERT_DECISION,
-                            [(session, i, new) for i in ids],
-                        )
+                    # A concurrent append at the same revision waits here on the primary key, then
+                    # fails with a unique violation once the other one commits.
+                    for n, (kind, data) in enumerate(rows, 1):
+                        conn.execute(_INSERT_ENTRY, (session, expected + n, kind, data), prepare=True)
+                    for i in ids:
+                        conn.execute(_INSERT_DECISION, (session, i, new), prepare=True)
                     self._before_commit()
             except self._unique:  # lost the race: say to whom
                 done = _decided(conn, session, ids)
