@@ -285,3 +285,35 @@ async def test_session_arguments_are_checked_where_given(tmp_path: Any) -> None:
             await agent.resume(session="user-1", decisions={})
         assert server.requests == []
     await store.aclose()
+
+
+def test_run_sync_and_resume_sync_keep_the_session_across_event_loops(store_backend: Backend) -> None:
+    session, ledger = new_session(), Ledger()
+    policy = Script(
+        [reply.text("Hi."), reply.tool_use("pay", {"to": "dan", "amount": 2}, "toolu_p"), reply.text("Ok.")]
+    )
+    store = store_backend.new()  # one store object, used by three event loops in turn
+    with LocalServer(policy=policy) as server:
+        agent = agent_for(server, store, ledger.tools)
+        assert agent.run_sync("Hello", session=session).text == "Hi."
+        assert agent.run_sync("Pay dan 2", session=session).status == "awaiting_approval"
+        assert agent.resume_sync(session=session, decisions={"toolu_p": Approve()}).text == "Ok."
+    assert ledger.paid == [("dan", 2)]
+    loaded = anyio.run(store_backend.new().load, session)
+    assert texts(loaded.messages) == ["Hello", "Hi.", "Pay dan 2", "tool_use", "paid 2 EUR to dan", "Ok."]
+
+
+def test_postgres_store_never_shows_the_password() -> None:
+    pytest.importorskip("psycopg")
+    from agentkit import StoreError
+    from agentkit.stores import PostgresStore
+
+    secret = "s3cr3t-pw-1234"
+    # a port where nothing listens: the pool gives up after the timeout
+    store = PostgresStore(f"postgresql://agent:{secret}@127.0.0.1:9/sessions", timeout=0.5)
+    assert secret not in repr(store) and "127.0.0.1" in repr(store)
+    with pytest.raises(StoreError) as caught:
+        anyio.run(store.load, "user-1")
+    assert secret not in str(caught.value) and "PostgresStore(host='127.0.0.1'" in str(caught.value)
+    assert secret not in str(caught.value.__context__)  # nor in the driver's error kept beneath
+    anyio.run(store.aclose)
