@@ -332,6 +332,7 @@ class Agent(Generic[DepsT, OutputT]):
         """
         if session is not None or state is None:
             _session.check_arguments(self, "Agent.resume", session, "state" if state is not None else None)
+            _session.check_target("Agent.resume", state, session)
             link, run_state = await _session.open_resume(self, "Agent.resume", cast(str, session), decisions)
             run = _Run(self, run_state, deps, None, self.stream_requests, link)
         else:
@@ -362,6 +363,7 @@ class Agent(Generic[DepsT, OutputT]):
         if session is not None or state is None:
             other = "state" if state is not None else None
             _session.check_arguments(self, "Agent.resume_stream", session, other)
+            _session.check_target("Agent.resume_stream", state, session)
 
             async def start(emit: Emit) -> RunResult[Any]:
                 where = "Agent.resume_stream"

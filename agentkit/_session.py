@@ -86,6 +86,15 @@ def check_arguments(agent: Agent[Any, Any], where: str, session: Any, other: str
         )
 
 
+def check_target(where: str, state: Any, session: Any) -> None:
+    """A resume needs the paused run: its state (or JSON), or the session that holds it."""
+    if state is None and session is None:
+        raise ConfigurationError(
+            f"{where}: nothing to resume; pass the paused run's state (result.state or its JSON) "
+            "or session='...' (with the agent's store)"
+        )
+
+
 async def open_run(agent: Agent[Any, Any], where: str, session: str) -> tuple[SessionLink, Conversation]:
     """Load the session for a new run: its history (as a Conversation) and the link to append with."""
     store = _store_of(agent, where, session)

@@ -281,6 +281,10 @@ async def test_session_arguments_are_checked_where_given(tmp_path: Any) -> None:
             await agent.run("hi", session="user-1", history=[])
         with pytest.raises(ConfigurationError, match=r"Agent.run\(session=...\): got int"):
             await agent.run("hi", session=42)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match=r"Agent.resume: nothing to resume; pass the paused"):
+            await agent.resume(decisions={})
+        with pytest.raises(ConfigurationError, match=r"both session= and state="):
+            await agent.resume("{}", session="user-1")
         with pytest.raises(ApprovalError, match=r"has no run awaiting approval"):
             await agent.resume(session="user-1", decisions={})
         assert server.requests == []
