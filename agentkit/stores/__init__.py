@@ -15,16 +15,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._base import Entry, EntryKind, Store, StoredSession
-from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
+    from .sqlite import SQLiteStore
 
 __all__ = ["Entry", "EntryKind", "PostgresStore", "SQLiteStore", "Store", "StoredSession"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "PostgresStore":  # imported on use: psycopg is an optional dependency
+    # Imported on first use: `import agentkit` stays free of sqlite3, and psycopg is optional.
+    if name == "SQLiteStore":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore
+    if name == "PostgresStore":
         from .postgres import PostgresStore
 
         return PostgresStore
