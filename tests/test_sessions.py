@@ -186,6 +186,29 @@ async def test_a_paused_run_is_resumed_by_its_session_from_another_worker(store_
     assert texts(loaded.messages) == ["Pay alice", "tool_use", "paid 40 EUR to alice", "Paid."]
 
 
+async def test_the_decision_is_in_the_store_before_the_call_runs(store_backend: Backend) -> None:
+    session, observer = new_session(), store_backend.new()
+    seen: list[tuple[bool, frozenset[str]]] = []
+
+    @tool(requires_approval=True)
+    async def delete_account(user: str) -> str:
+        """Delete an account.
+
+        Args:
+            user: Whose.
+        """
+        loaded = await observer.load(session)  # what any other worker would see now
+        seen.append((loaded.paused is None, loaded.decided))
+        return f"deleted {user}"
+
+    policy = Script([reply.tool_use("delete_account", {"user": "zed"}, "toolu_del"), reply.text("Gone.")])
+    with LocalServer(policy=policy) as server:
+        agent = agent_for(server, store_backend.new(), [delete_account])
+        await agent.run("Delete zed", session=session)
+        await agent.resume(session=session, decisions={"toolu_del": Approve()})
+    assert seen == [(True, frozenset({"toolu_del"}))]
+
+
 async def test_a_paused_run_is_resumed_from_another_process(store_backend: Backend) -> None:
     session, ledger = new_session(), Ledger()
     policy = Script([reply.tool_use("pay", {"to": "carol", "amount": 5}, "toolu_pay"), reply.text("Paid.")])
