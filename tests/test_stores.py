@@ -203,3 +203,30 @@ async def test_bad_arguments_are_refused_where_given(tmp_path: Any) -> None:
     await store.aclose()
     with pytest.raises(ConfigurationError, match="is closed"):
         await store.load("s")
+
+
+async def test_postgres_workers_starting_together_on_a_new_database_create_the_tables_once(
+    postgres_dsn: str,
+) -> None:
+    import psycopg
+
+    from agentkit.stores import PostgresStore
+
+    name = f"fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/" + name
+    workers = [PostgresStore(dsn, max_size=2) for _ in range(4)]
+    revisions: list[int] = []
+
+    async def start(store: PostgresStore) -> None:  # each creates the schema on first use, at once
+        revisions.append((await store.load("user-1")).revision)
+
+    async with anyio.create_task_group() as group:
+        for store in workers:
+            group.start_soon(start, store)
+    assert revisions == [0, 0, 0, 0]
+    assert await workers[0].append("user-1", [turns(0, turn("a"))], expected_revision=0) == 1
+    assert (await workers[3].load("user-1")).messages == turn("a")
+    for store in workers:
+        await store.aclose()

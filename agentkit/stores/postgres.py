@@ -120,7 +120,8 @@ class PostgresStore(Store):
             kwargs={"autocommit": True},  # explicit transactions only: reads leave nothing open
             name="agentkit",
         )
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the closed flag (held briefly: aclose takes it on the event loop)
+        self._setup = threading.Lock()  # opening the pool and creating the tables, once
         self._ready = False
         self._closed = False
 
@@ -209,6 +210,9 @@ class PostgresStore(Store):
         with self._lock:
             if self._closed:
                 raise ConfigurationError(f"{self!r} is closed")
+        if self._ready:
+            return
+        with self._setup:
             if self._ready:
                 return
             self._pool.open(wait=False)
