@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pydantic import BaseModel
 from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
-from . import _trace, _validate
+from . import _session, _trace, _validate
 from ._client import Client
 from ._compaction import Compaction
 from ._context import RunContext
@@ -28,6 +28,7 @@ from ._output import OUTPUT_TOOL, OutputTool
 from ._request import RequestBuilder
 from ._state import Approve, Decision, Defer, Deny, RunState
 from ._tool import Tool, Toolset
+from .stores._base import Store
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, ToolUseBlock, to_wire
 
 __all__ = [
@@ -114,6 +115,9 @@ class Agent(Generic[DepsT, OutputT]):
         compaction: a :class:`Compaction` to keep long runs under the context window: past its
             ``trigger_tokens`` the history is compacted before the next request — in place, so a
             :class:`Conversation` passed as ``history=`` is compacted too (``None``: never).
+        store: where sessions are kept (:mod:`agentkit.stores`): ``run(prompt, session="user-42")``
+            loads that session's history, runs, and appends the new turns; a run paused for approval
+            is saved with it and ``resume(session=..., decisions=...)`` continues it from any worker.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class Agent(Generic[DepsT, OutputT]):
         max_concurrent_tool_calls: int | None = 16,
         run_timeout: float | None = None,
         compaction: Compaction | None = None,
+        store: Store | None = None,
     ) -> None:
         _validate.agent_arguments(locals(), Client, (Tool, Toolset))  # first: it reads locals()
         resolved_model = model or os.environ.get("ANTHROPIC_MODEL")
@@ -216,6 +221,11 @@ class Agent(Generic[DepsT, OutputT]):
         self.run_timeout = _positive("run_timeout", run_timeout, float)
         _validate.check_type("Agent", "compaction", compaction, Compaction, "Compaction(trigger_tokens=...)")
         self.compaction = compaction
+        if store is not None and not isinstance(store, Store):
+            raise _validate.refuse(
+                "Agent", "store", store, "an agentkit.stores store (e.g. SQLiteStore('sessions.db')) or None"
+            )
+        self.store = store
         self._requests = RequestBuilder(
             model=self.model,
             max_tokens=max_tokens,
@@ -239,20 +249,34 @@ class Agent(Generic[DepsT, OutputT]):
     # --- running -----------------------------------------------------------------------------
 
     async def run(
-        self, prompt: Prompt = None, *, deps: DepsT | None = None, history: History = None
+        self,
+        prompt: Prompt = None,
+        *,
+        deps: DepsT | None = None,
+        history: History = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """Run until the model is done (or calls wait for approval) and return the :class:`RunResult`.
 
         ``prompt`` is a user string or a list of messages; ``history`` earlier turns (a
         :class:`Conversation` is appended to in place, so it stays valid even if the run fails).
+        ``session`` (with the agent's ``store``) takes the history from the store instead, and appends
+        the run's turns to it at each step (:class:`SessionConflictError` if another worker appended
+        to the session meanwhile).
         """
         _validate.run_arguments("Agent.run", prompt, history, Conversation)
-        run = _Run(self, self._new_state(prompt, history), deps, None, self.stream_requests)
+        _session.check_arguments(self, "Agent.run", session, "history" if history is not None else None)
+        started = self._start(prompt, history, session, deps, None, self.stream_requests)
         del deps  # held by the run's context only, whose repr never shows it (tracebacks render locals)
-        return cast(RunResult[OutputT], await drive(run))
+        return cast(RunResult[OutputT], await started)
 
     def run_sync(
-        self, prompt: Prompt = None, *, deps: DepsT | None = None, history: History = None
+        self,
+        prompt: Prompt = None,
+        *,
+        deps: DepsT | None = None,
+        history: History = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """:meth:`run` for scripts: starts an event loop, runs, returns the result.
 
@@ -260,10 +284,16 @@ class Agent(Generic[DepsT, OutputT]):
         reopens on the next call); a client you passed in is left as it is.
         """
         _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
-        return self._sync(self.run(prompt, deps=deps, history=history))
+        _session.check_arguments(self, "Agent.run_sync", session, "history" if history is not None else None)
+        return self._sync(self.run(prompt, deps=deps, history=history, session=session))
 
     def stream(
-        self, prompt: Prompt = None, *, deps: DepsT | None = None, history: History = None
+        self,
+        prompt: Prompt = None,
+        *,
+        deps: DepsT | None = None,
+        history: History = None,
+        session: str | None = None,
     ) -> AgentStream[OutputT]:
         """Run with streaming requests, yielding typed events (text deltas, tool calls, turns, the end).
 
@@ -279,15 +309,19 @@ class Agent(Generic[DepsT, OutputT]):
         (``contextlib.aclosing``): to stop early, use ``async with``.
         """
         _validate.run_arguments("Agent.stream", prompt, history, Conversation)
+        _session.check_arguments(self, "Agent.stream", session, "history" if history is not None else None)
+        if session is not None:  # loaded when the stream starts
+            return AgentStream(lambda emit: self._start(prompt, None, session, deps, emit, True))
         state = self._new_state(prompt, history)
         return AgentStream(lambda emit: drive(_Run(self, state, deps, emit, True)))
 
     async def resume(
         self,
-        state: RunState | str,
+        state: RunState | str | None = None,
         *,
         decisions: Mapping[str, Decision] | None = None,
         deps: DepsT | None = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """Continue a run from its :class:`RunState` (or the JSON of one), in this process or another.
 
@@ -297,35 +331,74 @@ class Agent(Generic[DepsT, OutputT]):
         the run goes on. Decisions that don't fit raise :class:`ApprovalError` before anything runs.
         A state stopped at another step (e.g. saved before a crash) continues from that step.
 
-        Without a store, nothing stops the same saved JSON from being resumed twice: each resume runs
-        the approved calls again. Resume a given paused state once.
+        ``session=`` (instead of a state) resumes the session's paused run from the agent's store, in
+        any worker: the decisions are recorded in the store before a call runs, so a second resume of
+        the same pause (here or in another worker) raises :class:`AlreadyDecidedError` and each call
+        runs once. Without a store, nothing stops the same saved JSON from being resumed twice: each
+        resume runs the approved calls again. Resume a given paused state once.
         """
-        run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
+        if session is not None or state is None:
+            _session.check_arguments(self, "Agent.resume", session, "state" if state is not None else None)
+            _session.check_target("Agent.resume", state, session)
+            link, run_state = await _session.open_resume(self, "Agent.resume", cast(str, session), decisions)
+            run = _Run(self, run_state, deps, None, self.stream_requests, link)
+        else:
+            run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
         del deps  # as in run()
         return cast(RunResult[OutputT], await drive(run))
 
     def resume_sync(
         self,
-        state: RunState | str,
+        state: RunState | str | None = None,
         *,
         decisions: Mapping[str, Decision] | None = None,
         deps: DepsT | None = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """:meth:`resume` for scripts (an event loop of its own, like :meth:`run_sync`)."""
-        return self._sync(self.resume(state, decisions=decisions, deps=deps))
+        return self._sync(self.resume(state, decisions=decisions, deps=deps, session=session))
 
     def resume_stream(
         self,
-        state: RunState | str,
+        state: RunState | str | None = None,
         *,
         decisions: Mapping[str, Decision] | None = None,
         deps: DepsT | None = None,
+        session: str | None = None,
     ) -> AgentStream[OutputT]:
         """:meth:`resume` as a stream of events, like :meth:`stream`."""
+        if session is not None or state is None:
+            other = "state" if state is not None else None
+            _session.check_arguments(self, "Agent.resume_stream", session, other)
+            _session.check_target("Agent.resume_stream", state, session)
+
+            async def start(emit: Emit) -> RunResult[Any]:
+                where = "Agent.resume_stream"
+                link, run_state = await _session.open_resume(self, where, cast(str, session), decisions)
+                return await drive(_Run(self, run_state, deps, emit, True, link))
+
+            return AgentStream(start)
         run_state = self._decide(state, decisions)
         return AgentStream(lambda emit: drive(_Run(self, run_state, deps, emit, True)))
 
     # --- internals ---------------------------------------------------------------------------
+
+    async def _start(
+        self,
+        prompt: Prompt,
+        history: History,
+        session: str | None,
+        deps: Any,
+        emit: Emit | None,
+        streaming: bool,
+    ) -> RunResult[Any]:
+        """A new run (from ``history``, or the stored ``session``'s), driven to its end."""
+        link = None
+        if session is not None:
+            link, history = await _session.open_run(self, "Agent.run", session)
+        run = _Run(self, self._new_state(prompt, history), deps, emit, streaming, link)
+        del deps  # held by the run's context only, whose repr never shows it (tracebacks render locals)
+        return await drive(run)
 
     def _sync(self, coro: Awaitable[RunResult[OutputT]]) -> RunResult[OutputT]:
         async def main() -> RunResult[OutputT]:

@@ -24,6 +24,9 @@ AgentKitError
 ├── ToolError                     raised *by a tool* to send an error result the model can act on
 ├── HistoryError                  a conversation history the API would reject
 ├── ApprovalError                 decisions that do not fit a paused run (missing, unknown, invalid)
+│   └── AlreadyDecidedError       a call of a stored session was decided already (by another worker)
+├── SessionConflictError          a stored session moved on: another worker appended first
+├── StoreError                    a conversation store failed (unreachable, corrupt, ...)
 └── AgentRunError                 a run stopped (limit, refusal, truncated call, loop); carries history
     ├── MaxTurnsExceeded
     ├── TokenBudgetExceeded
@@ -48,6 +51,7 @@ __all__ = [
     "APITimeoutError",
     "AgentKitError",
     "AgentRunError",
+    "AlreadyDecidedError",
     "ApprovalError",
     "AuthenticationError",
     "BadRequestError",
@@ -68,6 +72,8 @@ __all__ = [
     "RefusalError",
     "RequestTooLargeError",
     "RunTimeoutError",
+    "SessionConflictError",
+    "StoreError",
     "TokenBudgetExceeded",
     "ToolDefinitionError",
     "ToolError",
@@ -263,6 +269,34 @@ class ApprovalError(AgentKitError, ValueError):
     """Decisions given to :meth:`Agent.resume` that do not fit the paused run: a pending call without
     a decision, a decision for a call that is not pending, or edited input that fails validation.
     Nothing was run; the state is unchanged and can be resumed with corrected decisions."""
+
+
+class AlreadyDecidedError(ApprovalError):
+    """A pending call of a stored session was decided already (another worker resumed it first, or
+    this is a second resume of the same pause). Nothing ran here: the call runs once, where it was
+    first decided. ``session`` and ``tool_use_ids`` name what was refused."""
+
+    def __init__(self, message: str, *, session: str, tool_use_ids: list[str]) -> None:
+        super().__init__(message)
+        self.session = session
+        self.tool_use_ids = tool_use_ids
+
+
+class SessionConflictError(AgentKitError):
+    """Another worker appended to the session since it was loaded (``expected`` is the revision this
+    worker built on, ``actual`` the stored one). Nothing of this append was stored; load the session
+    again and retry if the work can be redone. (Not :class:`ConflictError`, the API's HTTP 409.)"""
+
+    def __init__(self, message: str, *, session: str, expected: int, actual: int | None) -> None:
+        super().__init__(message)
+        self.session = session
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreError(AgentKitError):
+    """A conversation store could not do what was asked (the database is unreachable, the stored data
+    is not agentkit's, ...). The message says which store and why; it never shows a password."""
 
 
 class AgentRunError(AgentKitError):

@@ -79,9 +79,8 @@ def check_options(
         )
     if http == "aiohttp" and http2:
         raise ConfigurationError("http2=True needs the httpx stack: aiohttp speaks HTTP/1.1 only")
-    if http2:
-        if importlib.util.find_spec("h2") is None:
-            raise ConfigurationError("http2=True needs the h2 package: pip install 'agentkit[http2]'")
+    if http2 and importlib.util.find_spec("h2") is None:
+        raise ConfigurationError("http2=True needs the h2 package: pip install 'agentkit[http2]'")
 
 
 def ssl_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext:

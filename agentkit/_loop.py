@@ -52,6 +52,7 @@ from .types import Message, to_wire
 
 if TYPE_CHECKING:
     from ._agent import Agent
+    from ._session import SessionLink
 
 Emit = Callable[[AgentEvent], Awaitable[None]]
 
@@ -147,6 +148,7 @@ class _Run:
         "emit",
         "log",
         "parallel_disabled",
+        "session",
         "state",
         "streaming",
         "transcript",
@@ -154,7 +156,13 @@ class _Run:
     )
 
     def __init__(
-        self, agent: Agent[Any, Any], state: RunState, deps: Any, emit: Emit | None, streaming: bool
+        self,
+        agent: Agent[Any, Any],
+        state: RunState,
+        deps: Any,
+        emit: Emit | None,
+        streaming: bool,
+        session: SessionLink | None = None,
     ) -> None:
         from ._logging import get_logger
 
@@ -167,6 +175,7 @@ class _Run:
         )
         self.emit = emit
         self.streaming = streaming
+        self.session = session  # the stored session the run appends to, if any
         # anyio clock time when the run must stop (run_timeout); set when the run starts
         self.deadline = math.inf
         self.verbose = _trace.info_enabled(self.log)
@@ -380,6 +389,8 @@ async def _steps(run: _Run) -> RunResult[Any]:
 async def _checkpoint(run: _Run, step: Any) -> None:
     """A step boundary: the state is complete here (``on_step`` may save it; resume continues from it)."""
     run.state.step = step
+    if run.session is not None:  # stored first: a conflict stops the run before the hook sees it
+        await run.session.checkpoint(run.state)
     hook = run.agent.hooks.on_step
     if hook is not None:
         await run.maybe_await(hook(run.ctx, run.state))

@@ -215,3 +215,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# ----------------------------------------------------------------------------- conversation stores
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterable[str]:
+    """A real PostgreSQL server for the whole test session (started here, stopped at the end). It is
+    skipped with one reason where none can be started, and fails instead when ``CI`` is set."""
+    import os
+
+    from tests.postgres_server import PostgresServer, Unavailable
+
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+
+        server = PostgresServer()
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+    except (Unavailable, ImportError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test the PostgreSQL store, but no server could be started: {exc}")
+        pytest.skip(f"no PostgreSQL server could be started here: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterable[Any]:
+    """Each store test runs against SQLite (a file in tmp_path) and a real PostgreSQL server."""
+    from tests.stores_support import Backend
+
+    if request.param == "sqlite":
+        location = str(tmp_path / "sessions.db")
+    else:
+        location = request.getfixturevalue("postgres_dsn")
+    backend = Backend(request.param, location)
+    yield backend
+    backend.close()
