@@ -344,3 +344,35 @@ def test_postgres_store_never_shows_the_password() -> None:
     assert secret not in str(caught.value) and "PostgresStore(host='127.0.0.1'" in str(caught.value)
     assert secret not in str(caught.value.__context__)  # nor in the driver's error kept beneath
     anyio.run(store.aclose)
+
+
+async def test_a_compacted_history_is_what_the_session_keeps(store_backend: Backend) -> None:
+    """Compaction rewrites earlier turns in place; the store keeps the history as compacted (the next
+    worker loads exactly what the model was last sent), and it stays valid."""
+    from agentkit import Compaction, Conversation
+
+    @tool
+    def read_page(n: int) -> str:
+        """Read a page.
+
+        Args:
+            n: Page number.
+        """
+        return f"page {n}: " + "lorem ipsum " * 300
+
+    big = reply.tool_use("read_page", {"n": 2})
+    big.message["usage"] = {"input_tokens": 150_000, "output_tokens": 20}
+    script = Script([reply.tool_use("read_page", {"n": 1}), big, reply.text("Done."), reply.text("Again.")])
+    session = new_session()
+    compaction = Compaction(trigger_tokens=100_000, keep_tool_results=1)
+    with LocalServer(policy=script) as server:
+        store = store_backend.new()
+        await agent_for(server, store, [read_page], compaction=compaction).run("Sum it up.", session=session)
+        sent = server.requests[-1].messages  # the compacted history, as the model last saw it
+        loaded = await store.load(session)
+        assert [m for m in loaded.messages[: len(sent)]] == sent
+        assert "[result cleared to save context" in str(loaded.messages)
+        Conversation(loaded.messages).check()
+        later = store_backend.new()  # another worker carries on from the compacted session
+        await agent_for(server, later, [read_page]).run("And again?", session=session)
+        assert server.requests[-1].messages[: len(sent)] == sent
