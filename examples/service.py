@@ -11,8 +11,8 @@ person (``subscribe_alerts`` does). ``GET /chat?q=...&session=...`` runs the age
 as ``event: <kind>`` / ``data: <json>``; the last one is ``run_finished`` (or ``error``). A run that
 waits for approval ends with ``run_finished`` and ``status: awaiting_approval``;
 ``GET /decide?session=...&decision=approve|deny`` resumes it, streamed the same way. One Agent and one
-Client serve every request; each ``session`` keeps its conversation and its paused run between requests
-(in memory here: a store keeps them across workers and restarts).
+Client serve every request; each ``session`` keeps its conversation and its paused run in the agent's
+store (SQLite here, ``--db``; ``PostgresStore`` for many machines), so any worker can continue it.
 
 SIGINT/SIGTERM stop it gracefully (uvicorn): the port closes at once, streams already running get
 ``--grace`` seconds to finish, then they are cancelled (every ``tool_use`` still answered).
@@ -26,8 +26,8 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -45,19 +45,17 @@ from agentkit import (
     AgentKitError,
     AgentStream,
     Approve,
-    Conversation,
     Deny,
-    RunState,
     configure_logging,
     tool,
 )
+from agentkit.stores import SQLiteStore, Store
 from agentkit.testing import demo_client
 from agentkit.tools import weather
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 PAGE = Path(__file__).with_name("service_page.html")
 MAX_QUESTION = 4_000  # characters
-MAX_SESSIONS = 1_000  # conversations kept in memory (least recently used dropped first)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # ask proxies not to buffer
 
 
@@ -76,35 +74,28 @@ def subscribe_alerts(city: str) -> str:
     return f"subscribed to severe-weather alerts for {city}"
 
 
-class Session:
-    """One user's conversation, the run waiting for their approval (if any), one run at a time."""
+class Busy:
+    """Sessions running a question in this process, so a second one gets a 409 at once (the store
+    catches the same race across workers: the later append fails with SessionConflictError)."""
 
     def __init__(self) -> None:
-        self.conversation = Conversation()
-        self.lock = anyio.Lock()
-        self.paused: RunState | None = None
+        self._names: set[str] = set()
+
+    def claim(self, session: str) -> bool:
+        if session in self._names:
+            return False
+        self._names.add(session)
+        return True
+
+    def release(self, session: str) -> None:
+        self._names.discard(session)
 
 
-class Sessions:
-    """Sessions by id, kept between requests (least recently used dropped first)."""
-
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
-        self.limit = limit
-        self._items: OrderedDict[str, Session] = OrderedDict()
-
-    def get(self, session: str) -> Session:
-        item = self._items.get(session)
-        if item is None:
-            item = self._items[session] = Session()
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
-        self._items.move_to_end(session)
-        return item
-
-
-def create_app(agent: Agent[None, None], *, sessions: Sessions | None = None) -> Starlette:
-    """The Starlette app: the chat page, the SSE endpoint and a health check."""
-    kept = sessions or Sessions()
+def create_app(agent: Agent[None, None]) -> Starlette:
+    """The Starlette app: the chat page, the SSE endpoints and a health check. With ``session=``, the
+    agent's store keeps the conversation and a run waiting for approval, for any worker to continue."""
+    store = agent.store
+    busy = Busy()
     stats = {"in_flight": 0, "completed": 0}
     page = PAGE.read_text(encoding="utf-8")
 
@@ -120,57 +111,48 @@ def create_app(agent: Agent[None, None], *, sessions: Sessions | None = None) ->
             return PlainTextResponse("missing ?q=question\n", status_code=400)
         if len(question) > MAX_QUESTION:
             return PlainTextResponse(f"question over {MAX_QUESTION} characters\n", status_code=413)
-        name = request.query_params.get("session")
-        session = kept.get(name) if name else None
-        if session is not None and (session.lock.locked() or session.paused is not None):
-            busy = (
-                "is waiting for a decision" if session.paused is not None else "is already running a question"
-            )
-            return PlainTextResponse(f"this session {busy}\n", status_code=409)
-        history = session.conversation if session is not None else None
-        return _streamed(session, lambda: agent.stream(question, history=history))
+        session = request.query_params.get("session") or None
+        if session is not None and store is not None and (await store.load(session)).state is not None:
+            return PlainTextResponse("this session is waiting for a decision\n", status_code=409)
+        return _streamed(session, lambda: agent.stream(question, session=session))
 
     async def decide(request: Request) -> Response:
-        name = request.query_params.get("session", "")
+        session = request.query_params.get("session", "")
         decision = request.query_params.get("decision")
-        session = kept.get(name) if name else None
-        if session is None or session.paused is None:
+        if decision not in ("approve", "deny"):
+            return PlainTextResponse("use decision=approve or decision=deny\n", status_code=400)
+        paused = (await store.load(session)).state if session and store is not None else None
+        if paused is None:
             return PlainTextResponse("nothing in this session waits for a decision\n", status_code=409)
-        if decision not in ("approve", "deny") or session.lock.locked():
-            return PlainTextResponse("use decision=approve or decision=deny, once\n", status_code=400)
-        state, session.paused = session.paused, None  # decided once: a second click finds nothing
         reason = request.query_params.get("reason") or "the user declined"
         verdict = Approve() if decision == "approve" else Deny(reason)
-        decisions = {call.tool_use_id: verdict for call in state.pending}
-        return _streamed(session, lambda: agent.resume_stream(state, decisions=decisions))
+        decisions = {call.tool_use_id: verdict for call in paused.pending}
+        # The store records the decision before the call runs: a second click (or another worker
+        # deciding at the same time) gets AlreadyDecidedError, and the call runs once.
+        return _streamed(session, lambda: agent.resume_stream(session=session, decisions=decisions))
 
-    def _streamed(session: Session | None, start: Callable[[], AgentStream[None]]) -> Response:
+    def _streamed(session: str | None, start: Callable[[], AgentStream[None]]) -> Response:
+        if session is not None and not busy.claim(session):
+            return PlainTextResponse("this session is already running a question\n", status_code=409)
         return StreamingResponse(
             run_events(session, start), media_type="text/event-stream", headers=SSE_HEADERS
         )
 
-    async def run_events(
-        session: Session | None, start: Callable[[], AgentStream[None]]
-    ) -> AsyncIterator[str]:
+    async def run_events(session: str | None, start: Callable[[], AgentStream[None]]) -> AsyncIterator[str]:
         stats["in_flight"] += 1
         try:
-            if session is not None:
-                await session.lock.acquire()
             # Leaving this block early (the client went away, or shutdown cancelled the response)
             # closes the run: calls still running are cancelled, every tool_use is answered, so the
-            # session's conversation stays valid for its next question.
+            # session stays valid for its next question.
             async with start() as events:
                 async for event in events:
                     yield sse(event.kind, event.to_dict())
-            result = events.result
-            if session is not None and result is not None and result.status == "awaiting_approval":
-                session.paused = result.state  # kept for GET /decide (a store would keep it anywhere)
             stats["completed"] += 1
-        except AgentKitError as exc:  # API or agent failure: tell the client, in the stream
+        except AgentKitError as exc:  # API, agent or store failure: tell the client, in the stream
             yield sse("error", {"error": type(exc).__name__, "message": str(exc)})
         finally:
-            if session is not None and session.lock.locked():
-                session.lock.release()
+            if session is not None:
+                busy.release(session)
             stats["in_flight"] -= 1
 
     app = Starlette(
@@ -182,7 +164,7 @@ def create_app(agent: Agent[None, None], *, sessions: Sessions | None = None) ->
         ],
     )
     app.state.stats = stats
-    app.state.sessions = kept
+    app.state.store = store
     return app
 
 
@@ -256,11 +238,12 @@ async def self_test(app: Starlette, n: int) -> bool:
                     clients.start_soon(one, i)
 
             # A session keeps its conversation between requests.
-            conversation = app.state.sessions.get("s1").conversation
+            store = app.state.store
             await read_stream(http, f"{base}/chat", "What's the weather in Paris?", "s1")
-            after_first = len(conversation)
+            after_first = len((await store.load("s1")).messages)
             last = await read_stream(http, f"{base}/chat", "And in Tokyo?", "s1")
-            if not (0 < after_first < len(conversation)) or last[-1][0] != "run_finished":
+            after_second = len((await store.load("s1")).messages)
+            if not (0 < after_first < after_second) or last[-1][0] != "run_finished":
                 failures.append("the session did not keep its conversation between requests")
             # A call that needs approval pauses the run; the decision (another request) resumes it.
             paused = await read_stream(http, f"{base}/chat", "Subscribe me to weather alerts for Oslo", "s2")
@@ -304,11 +287,12 @@ async def self_test(app: Starlette, n: int) -> bool:
     return not failures
 
 
-def make_agent(client: Any) -> Agent[None, None]:
+def make_agent(client: Any, store: Store | None = None) -> Agent[None, None]:
     # One Agent and one Client for every request: runs keep their state apart, and the client's
-    # connection pool is shared (and safe to use from concurrent tasks).
+    # connection pool is shared (and safe to use from concurrent tasks). The store keeps each session.
     return Agent(
         client,
+        store=store,
         model=MODEL,
         system="You are a concise weather assistant. Use get_weather for facts.",
         tools=[weather.get_weather, subscribe_alerts],
@@ -321,13 +305,16 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds for in-flight streams on stop")
     parser.add_argument("--self-test", type=int, metavar="N", help="fire N concurrent requests, then stop")
+    parser.add_argument("--db", type=Path, help="the SQLite file for sessions (default: a new temporary one)")
     args = parser.parse_args()
     configure_logging("warning")
 
     with demo_client() as env:
         if env.offline:
             weather.offline()
-        app = create_app(make_agent(env.client))
+        db = args.db or Path(tempfile.mkdtemp(prefix="agentkit-service-")) / "sessions.db"
+        store = SQLiteStore(db)
+        app = create_app(make_agent(env.client, store))
         # Many concurrent runs keep many objects alive, and CPython's default GC thresholds then make
         # it re-scan all of them often: at 2,000 concurrent runs that is a third of the CPU. Freezing
         # what startup built and collecting less often is the usual service setting (see
@@ -336,7 +323,7 @@ def main() -> int:
         gc.set_threshold(50_000, 20, 100)
 
         async def run() -> bool:
-            async with env.client:  # closed once the server has stopped
+            async with env.client, store:  # closed once the server has stopped
                 if args.self_test is not None:
                     return await self_test(app, args.self_test)
                 sock = bind(args.port)
