@@ -48,26 +48,45 @@ def _leading_results(blocks: Sequence[Any]) -> int:
     return n
 
 
+#: A block with where it sits: (message index, block index, block).
+_Placed = tuple[int, int, Any]
+
+
+def _turns(messages: list[dict[str, Any]]) -> list[tuple[str, list[int], list[_Placed]]]:
+    """Consecutive same-role messages as one turn each: (role, message indexes, placed blocks).
+
+    The API combines consecutive ``user`` messages, and consecutive ``assistant`` messages, into one
+    turn (wire reference §3, "the API merges consecutive same-role turns"); the tool-result rule and
+    the thinking rule apply to those combined turns. Assumes every message has a valid role."""
+    turns: list[tuple[str, list[int], list[_Placed]]] = []
+    for i, msg in enumerate(messages):
+        placed = [(i, j, b) for j, b in enumerate(_blocks(msg.get("content")))]
+        if turns and turns[-1][0] == msg["role"]:
+            turns[-1][1].append(i)
+            turns[-1][2].extend(placed)
+        else:
+            turns.append((msg["role"], [i], placed))
+    return turns
+
+
 def check_messages(messages: list[dict[str, Any]]) -> None:
     """Raise :class:`~agentkit.HistoryError` (with ``index``) if the API would reject ``messages``.
 
-    Checks, in one pass: a non-empty list; roles ``user``/``assistant`` only, starting with ``user`` and
-    strictly alternating; content a non-empty string or a non-empty list of blocks with a string ``type``
-    (a final ``assistant`` message — a prefill — may be empty); text blocks non-empty; ``tool_use`` only
-    in assistant turns with unique ids; every ``tool_use`` answered by exactly one ``tool_result`` at the
-    start of the next user message (text may follow, never precede), and no ``tool_result`` without its
-    ``tool_use``; thinking blocks with string ``thinking`` and ``signature``; redacted thinking with
-    ``data``. A final assistant message is a prefill: allowed unless it has ``tool_use`` blocks (they
-    cannot be answered) or ends in whitespace.
+    Checks, in one pass: a non-empty list; roles ``user``/``assistant`` only, starting with ``user``;
+    content a non-empty string or a non-empty list of blocks with a string ``type`` (a final
+    ``assistant`` message — a prefill — may be empty); text blocks non-empty, also inside
+    ``tool_result`` content; ``tool_use`` only in assistant turns with unique ids; every ``tool_use``
+    answered by exactly one ``tool_result`` at the start of the next user turn (text may follow, never
+    precede), and no ``tool_result`` without its ``tool_use``; thinking blocks with string ``thinking``
+    and ``signature``; redacted thinking with ``data``. Consecutive messages of one role are one turn,
+    as the API combines them. A final assistant message is a prefill: allowed unless it has ``tool_use``
+    blocks (they cannot be answered) or ends in whitespace.
     """
     if not isinstance(messages, list):
         raise _fail("messages: Input should be a valid list", None)
     if not messages:
         raise _fail("messages: at least one message is required", None)
     last = len(messages) - 1
-    seen_tool_ids: set[str] = set()
-    pending: list[str] = []  # tool_use ids of the previous assistant message, awaiting results
-    prev_role: str | None = None
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping):
             raise _fail(f"messages.{i}: Input should be a valid dictionary", i)
@@ -82,49 +101,44 @@ def check_messages(messages: list[dict[str, Any]]) -> None:
                 "start the conversation with a user message",
                 0,
             )
-        if role == prev_role:
-            raise _fail(
-                f"messages.{i}: roles must alternate between `user` and `assistant`, but found two "
-                f"consecutive `{role}` messages (messages.{i - 1} and messages.{i}); merge them into one",
-                i,
-            )
-        prev_role = role
         if "content" not in msg:
             raise _fail(f"messages.{i}.content: Field required", i)
         content = msg["content"]
         if not isinstance(content, str | list):
             raise _fail(f"messages.{i}.content: Input should be a valid string or a list of blocks", i)
-        blocks = _blocks(content)
-        if not blocks and not (role == "assistant" and i == last):
+        if not _blocks(content) and not (role == "assistant" and i == last):
             raise _fail(
                 f"messages.{i}: all messages must have non-empty content except for the optional final "
                 "assistant message",
                 i,
             )
-
+    seen_tool_ids: set[str] = set()
+    pending: list[str] = []  # tool_use ids of the previous assistant turn, awaiting results
+    pending_at = 0
+    for role, indexes, placed in _turns(messages):
         if role == "user":
-            _check_user(i, blocks, pending)
+            _check_user(placed, pending, pending_at)
             pending = []
         else:
-            if pending:  # unreachable with strict alternation, kept for clarity
-                raise _missing_results(i - 1, pending)
-            pending = _check_assistant(i, blocks, seen_tool_ids)
-            if i == last:
-                if pending:
-                    raise _missing_results(i, pending)
-                if blocks:
-                    tail = blocks[-1]
-                    if (
-                        isinstance(tail, Mapping)
-                        and tail.get("type") == "text"
-                        and isinstance(tail.get("text"), str)
-                        and tail["text"] != tail["text"].rstrip()
-                    ):
-                        raise _fail(
-                            f"messages.{i}: final assistant content cannot end with trailing whitespace "
-                            "(this message is a prefill); strip it",
-                            i,
-                        )
+            pending = _check_assistant(placed, seen_tool_ids)
+            pending_at = indexes[-1]
+    if messages[last]["role"] == "assistant":
+        if pending:
+            raise _missing_results(last, pending)
+        blocks = _blocks(messages[last]["content"])
+        if blocks:
+            tail = blocks[-1]
+            if (
+                isinstance(tail, Mapping)
+                and tail.get("type") == "text"
+                and isinstance(tail.get("text"), str)
+                and tail["text"] != tail["text"].rstrip()
+            ):
+                raise _fail(
+                    f"messages.{last}: final assistant content cannot end with trailing whitespace "
+                    "(this message is a prefill); strip it",
+                    last,
+                )
 
 
 def _missing_results(index: int, ids: Sequence[str]) -> HistoryError:
@@ -136,6 +150,14 @@ def _missing_results(index: int, ids: Sequence[str]) -> HistoryError:
     )
 
 
+def _check_text(where: str, i: int, block: Mapping[str, Any]) -> None:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise _fail(f"{where}.text: Input should be a valid string", i)
+    if not text:
+        raise _fail(f"{where}.text: text content blocks must be non-empty", i)
+
+
 def _check_block_common(i: int, j: int, block: Any) -> str:
     if not isinstance(block, Mapping):
         raise _fail(f"messages.{i}.content.{j}: Input should be a valid dictionary (a content block)", i)
@@ -143,18 +165,25 @@ def _check_block_common(i: int, j: int, block: Any) -> str:
     if not isinstance(btype, str):
         raise _fail(f"messages.{i}.content.{j}.type: Field required (every content block needs a `type`)", i)
     if btype == "text":
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise _fail(f"messages.{i}.content.{j}.text: Input should be a valid string", i)
-        if not text:
-            raise _fail(f"messages.{i}.content.{j}.text: text content blocks must be non-empty", i)
+        _check_text(f"messages.{i}.content.{j}", i, block)
     return btype
 
 
-def _check_user(i: int, blocks: Sequence[Any], pending: list[str]) -> None:
-    n_leading = _leading_results(blocks)
+def _check_result_content(i: int, j: int, content: Any) -> None:
+    where = f"messages.{i}.content.{j}.tool_result.content"
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _fail(f"{where}: Input should be a valid string or list", i)
+    for k, inner in enumerate(content):
+        if isinstance(inner, Mapping) and inner.get("type") == "text":
+            _check_text(f"{where}.{k}", i, inner)
+
+
+def _check_user(placed: list[_Placed], pending: list[str], pending_at: int) -> None:
+    n_leading = _leading_results([b for _, _, b in placed])
     answered: set[str] = set()
-    for j, block in enumerate(blocks):
+    for n, (i, j, block) in enumerate(placed):
         btype = _check_block_common(i, j, block)
         if btype == "tool_result":
             tid = block.get("tool_use_id")
@@ -174,31 +203,26 @@ def _check_user(i: int, blocks: Sequence[Any], pending: list[str]) -> None:
                     "answer each `tool_use` exactly once",
                     i,
                 )
-            if j >= n_leading:
-                err = _missing_results(i - 1, [tid])
+            if n >= n_leading:
+                err = _missing_results(pending_at, [tid])
                 raise _fail(
                     f"{err} (messages.{i}.content.{j}: `tool_result` blocks must come first in the user "
                     "message, before any other content)",
-                    i - 1,
+                    pending_at,
                 )
             answered.add(tid)
-            content = block.get("content")
-            if content is not None and not isinstance(content, str | list):
-                raise _fail(
-                    f"messages.{i}.content.{j}.tool_result.content: Input should be a valid string or list",
-                    i,
-                )
+            _check_result_content(i, j, block.get("content"))
         elif btype in ("tool_use", "thinking", "redacted_thinking"):
             raise _fail(
                 f"messages.{i}.content.{j}: `{btype}` blocks can only appear in `assistant` messages", i
             )
     if len(answered) != len(pending):
-        raise _missing_results(i - 1, [tid for tid in pending if tid not in answered])
+        raise _missing_results(pending_at, [tid for tid in pending if tid not in answered])
 
 
-def _check_assistant(i: int, blocks: Sequence[Any], seen: set[str]) -> list[str]:
+def _check_assistant(placed: list[_Placed], seen: set[str]) -> list[str]:
     ids: list[str] = []
-    for j, block in enumerate(blocks):
+    for i, j, block in placed:
         btype = _check_block_common(i, j, block)
         if btype == "tool_use":
             tid = block.get("id")
@@ -235,49 +259,46 @@ def _check_assistant(i: int, blocks: Sequence[Any], seen: set[str]) -> list[str]
     return ids
 
 
-def _has_tool_results(content: Any) -> bool:
-    return isinstance(content, list) and _leading_results(content) > 0
+def _starts_with(placed: list[_Placed], types: tuple[str, ...]) -> bool:
+    return bool(placed) and isinstance(placed[0][2], Mapping) and placed[0][2].get("type") in types
 
 
 def check_thinking_history(messages: list[dict[str, Any]], thinking_enabled: bool) -> None:
     """With thinking on, raise :class:`~agentkit.HistoryError` if the running turn lost its thinking.
 
-    The running turn is the chain of assistant messages linked by user messages that hold
-    ``tool_result`` blocks. If the conversation is mid tool loop (the last user message holds
-    ``tool_result`` blocks) or ends with an assistant message, that turn must start with a ``thinking``
-    or ``redacted_thinking`` block (wire reference §5); the last assistant message starting with one
-    also passes. Assumes :func:`check_messages` passed.
+    The running turn is the chain of assistant turns linked by user turns that start with
+    ``tool_result`` blocks (consecutive same-role messages are one turn, as the API combines them). If
+    the conversation is mid tool loop (the last user turn starts with ``tool_result`` blocks) or ends
+    with an assistant turn, that running turn must start with a ``thinking`` or ``redacted_thinking``
+    block (wire reference §5); the last assistant turn starting with one also passes. Assumes
+    :func:`check_messages` passed.
     """
     if not thinking_enabled or not messages:
         return
-    last = len(messages) - 1
-    tail = messages[last]
-    if tail.get("role") == "user":
-        if not _has_tool_results(tail.get("content")) or last < 1:
+    turns = _turns(messages)
+    newest = len(turns) - 1
+    if turns[newest][0] == "user":
+        if not _starts_with(turns[newest][2], ("tool_result",)) or newest < 1:
             return  # a fresh user prompt: no running turn
-        newest = last - 1
-    else:
-        newest = last
+        newest -= 1
     start = newest
-    while (
-        start >= 2
-        and messages[start - 1].get("role") == "user"
-        and _has_tool_results(messages[start - 1].get("content"))
-    ):
+    while start >= 2 and _starts_with(turns[start - 1][2], ("tool_result",)):
         start -= 2
-    for idx in (start, newest):
-        blocks = _blocks(messages[idx].get("content"))
-        if blocks and isinstance(blocks[0], Mapping) and blocks[0].get("type") in _THINKING_TYPES:
-            return
-    blocks = _blocks(messages[start].get("content"))
-    found = blocks[0].get("type") if blocks and isinstance(blocks[0], Mapping) else "no content"
+    if _starts_with(turns[start][2], _THINKING_TYPES) or _starts_with(turns[newest][2], _THINKING_TYPES):
+        return
+    placed = turns[start][2]
+    first = placed[0][2] if placed else None
+    found = first.get("type") if isinstance(first, Mapping) else "no content"
+    index = placed[0][0] if placed else turns[start][1][0]
+    block = placed[0][1] if placed else 0
     raise _fail(
-        f"messages.{start}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. "
+        f"messages.{index}.content.{block}.type: Expected `thinking` or `redacted_thinking`, but found "
+        f"`{found}`. "
         "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
         "(preceding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
         "thinking blocks from previous turns: send assistant turns back verbatim. To avoid this "
         "requirement, disable `thinking`.",
-        start,
+        index,
     )
 
 

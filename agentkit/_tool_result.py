@@ -85,19 +85,26 @@ def _as_block(value: Any, limit: int) -> _ResultBlock | None:
 
 
 def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
-    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
+    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data.
+    Empty text is left out: the API rejects empty text blocks, also inside ``tool_result`` content."""
     blocks: list[_ResultBlock] = []
     has_block = False
     for value in values:
         if isinstance(value, str):
-            blocks.append(TextBlock(text=truncate(value, limit)))
+            if value:
+                blocks.append(TextBlock(text=truncate(value, limit)))
             continue
         block = _as_block(value, limit)
         if block is None:
             return None
         has_block = True
-        blocks.append(block)
+        if not _is_empty_text(block):
+            blocks.append(block)
     return blocks if has_block else None
+
+
+def _is_empty_text(block: _ResultBlock) -> bool:
+    return isinstance(block, TextBlock) and not block.text
 
 
 def to_content(value: Any, limit: int) -> str | list[Any] | None:
@@ -117,11 +124,11 @@ def to_content(value: Any, limit: int) -> str | list[Any] | None:
         return truncate(value, limit)
     block = _as_block(value, limit)
     if block is not None:
-        return [block]
+        return None if _is_empty_text(block) else [block]
     if isinstance(value, list | tuple) and value:
         blocks = _as_blocks(value, limit)
         if blocks is not None:
-            return list(blocks)
+            return list(blocks) or None
     try:
         text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
     except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:

@@ -101,8 +101,24 @@ BROKEN: list[tuple[str, Any, int | None, str]] = [
     ("first is assistant", [assistant("hi")], 0, "first message must use the `user` role"),
     ("bad role", [user("a"), {"role": "system", "content": "x"}], 1, "'user' or 'assistant'"),
     ("no role", [{"content": "x"}], 0, "messages.0.role: Field required"),
-    ("two users", [user("a"), user("b")], 1, "roles must alternate"),
-    ("two assistants", [user("a"), assistant("b"), assistant("c")], 2, "roles must alternate"),
+    (
+        "result after text, across combined user messages",
+        [user("a"), assistant([call("toolu_1")]), user("here"), user([result("toolu_1")])],
+        1,
+        "`tool_use` ids were found without `tool_result` blocks immediately after: toolu_1",
+    ),
+    (
+        "unanswered call in a combined assistant turn",
+        [user("a"), assistant([call("toolu_1")]), assistant("done"), user("thanks")],
+        2,
+        "immediately after: toolu_1",
+    ),
+    (
+        "empty text inside tool_result content",
+        [user("a"), assistant([call("toolu_1")]), user([{**result("toolu_1"), "content": [text("")]}])],
+        2,
+        "messages.2.content.0.tool_result.content.0.text: text content blocks must be non-empty",
+    ),
     ("content int", [user(3)], 0, "valid string or a list"),
     ("no content", [{"role": "user"}], 0, "messages.0.content: Field required"),
     ("empty user content", [user("")], 0, "non-empty content"),
@@ -355,6 +371,37 @@ def test_check_is_fast_on_long_histories() -> None:
 
 
 def test_validate_create_wraps_history_errors() -> None:
-    body = {"model": "m", "max_tokens": 10, "messages": [user("a"), user("b")]}
-    with pytest.raises(InvalidRequest, match=r"messages\.1: roles must alternate"):
+    body = {"model": "m", "max_tokens": 10, "messages": [user("a"), user([text("")])]}
+    with pytest.raises(InvalidRequest, match=r"messages\.1\.content\.0\.text: text content blocks"):
         validate_create(body)
+
+
+# Wire reference §3: "the API merges consecutive same-role turns" (user with user, assistant with
+# assistant); the tool-result and thinking rules apply to the combined turns.
+COMBINED: list[tuple[str, Any]] = [
+    ("two users", [user("a"), user("b")]),
+    ("two assistants", [user("a"), assistant("b"), assistant("c")]),
+    (
+        "results, then text in the next user message",
+        [user("a"), assistant([call("t1")]), user([result("t1")]), user("more")],
+    ),
+    (
+        "call in the second assistant message",
+        [user("a"), assistant("let me check"), assistant([call("t1")]), user([result("t1")])],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "messages"), COMBINED, ids=[c[0] for c in COMBINED])
+def test_consecutive_same_role_messages_are_one_turn(name: str, messages: Any) -> None:
+    check_messages(messages)
+    validate_create({"model": "m", "max_tokens": 10, "messages": messages})
+
+
+def test_thinking_rule_applies_to_the_combined_assistant_turn() -> None:
+    running = [user("a"), assistant([thinking()]), assistant([call("t1")]), user([result("t1")])]
+    check_messages(running)
+    check_thinking_history(running, True)  # the combined turn starts with thinking
+    lost = [user("a"), assistant("x"), assistant([thinking(), call("t1")]), user([result("t1")])]
+    with pytest.raises(HistoryError, match=r"messages\.1\.content\.0\.type: Expected `thinking`"):
+        check_thinking_history(lost, True)

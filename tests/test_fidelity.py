@@ -1,0 +1,251 @@
+"""Fidelity to the Messages API (issue 15): agentkit never sends a request the API refuses, and the local
+server agrees with the API's rules. Each test runs an ``Agent`` against ``LocalServer`` (a real HTTP
+server) and names the rule of the wire reference (``messages-api.md``) it checks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+from structlog.testing import capture_logs
+
+from agentkit import Agent, BadRequestError, Client, Conversation, HistoryError, Image, tool
+from agentkit.testing import LocalServer, Script, reply
+from agentkit.types import TextBlock
+
+pytestmark = pytest.mark.anyio
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def make_agent(server: LocalServer, **kwargs: Any) -> Agent[Any, Any]:
+    return Agent(
+        Client(api_key="sk-test", base_url=server.base_url, max_retries=0),
+        model="claude-sonnet-4-6",
+        **kwargs,
+    )
+
+
+def breakpoints(body: Any) -> list[str]:
+    """Where the body carries ``cache_control`` (paths like ``system.0``, ``messages.0.content.1``)."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("cache_control"):
+                found.append(path)
+            for key, value in node.items():
+                if key != "cache_control":
+                    walk(value, f"{path}.{key}" if path else key)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}.{i}")
+
+    walk(body, "")
+    return found
+
+
+# --------------------------------------------------------------- 1. requests agentkit never sends
+
+
+@tool
+def snapshot() -> list[Any]:
+    """A camera snapshot with an (empty) caption."""
+    return [TextBlock(text=""), Image(PNG, "image/png"), ""]
+
+
+async def test_empty_text_from_a_tool_is_not_forwarded() -> None:
+    # §3: "Text blocks must be non-empty" — also nested in tool_result.content (a 400 otherwise).
+    script = Script([reply.tool_use("snapshot"), reply.text("A cat.")])
+    with LocalServer(policy=script) as server:
+        result = await make_agent(server, tools=[snapshot]).run("What does the camera see?")
+    assert result.text == "A cat."
+    assert [r.status for r in server.requests] == [200, 200]
+    sent = server.requests[1].json["messages"][-1]["content"][0]["content"]
+    assert [b["type"] for b in sent] == ["image"]
+
+
+@tool
+def blank() -> list[Any]:
+    """Nothing to say."""
+    return [TextBlock(text="")]
+
+
+async def test_a_tool_returning_only_empty_text_sends_an_empty_result() -> None:
+    script = Script([reply.tool_use("blank"), reply.text("ok")])
+    with LocalServer(policy=script) as server:
+        await make_agent(server, tools=[blank]).run("go")
+    result = server.requests[1].json["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and "content" not in result
+    assert server.requests[1].status == 200
+
+
+async def raw_create(server: LocalServer, body: dict[str, Any]) -> Any:
+    async with Client(api_key="sk-test", base_url=server.base_url, max_retries=0) as client:
+        return await client.create_raw(body)
+
+
+def call_then(result_content: Any) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "x", "input": {}}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result_content}],
+        },
+    ]
+
+
+async def test_the_server_refuses_empty_text_inside_a_tool_result() -> None:
+    # §3 (text blocks must be non-empty) applied to tool_result content: 400 like the API.
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 10,
+        "messages": call_then([{"type": "text", "text": ""}]),
+    }
+    with LocalServer(policy=Script([reply.text("never")])) as server:
+        with pytest.raises(BadRequestError, match=r"content\.0\.text: text content blocks must be"):
+            await raw_create(server, body)
+
+
+@tool
+def lookup(query: str) -> str:
+    """Look something up.
+
+    Args:
+        query: What to look up.
+    """
+    return "found"
+
+
+async def test_cache_counts_the_callers_breakpoints_and_keeps_four() -> None:
+    # §6: "At most 4 breakpoints per request". cache=True adds 3 (tools, system, last turn); the
+    # caller's system block and document carry 2 more (5 in all): agentkit drops its own on the tools.
+    system = [
+        {"type": "text", "text": "Policy manual ...", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "You are terse."},
+    ]
+    doc = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "A long contract."},
+        "cache_control": EPHEMERAL,
+    }
+    prompt = [{"role": "user", "content": [doc, {"type": "text", "text": "Summarise it."}]}]
+    with LocalServer(policy=Script([reply.text("ok")])) as server, capture_logs() as logs:
+        await make_agent(server, tools=[lookup], system=system, cache=True).run(prompt)
+    body = server.requests[0].json
+    assert server.requests[0].status == 200
+    expected = ["messages.0.content.0", "messages.0.content.1", "system.0", "system.1"]
+    assert sorted(breakpoints(body)) == expected
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}  # the caller's, as given
+    events = [e for e in logs if e["event"] == "guard.cache_breakpoints"]
+    assert [e["dropped"] for e in events] == [["tools.0"]]
+
+
+async def test_too_many_breakpoints_of_the_callers_own_keep_the_latest_four() -> None:
+    # §6 again, without cache=True: five of the caller's own; the earliest goes, the history keeps it.
+    blocks = [{"type": "text", "text": f"part {n}", "cache_control": EPHEMERAL} for n in range(5)]
+    history = Conversation([{"role": "user", "content": blocks}])
+    with LocalServer(policy=Script([reply.text("ok")])) as server, capture_logs() as logs:
+        await make_agent(server).run(history=history)
+    assert server.requests[0].status == 200
+    assert breakpoints(server.requests[0].json) == [f"messages.0.content.{n}" for n in range(1, 5)]
+    assert [e["dropped"] for e in logs if e["event"] == "guard.cache_breakpoints"] == [
+        ["messages.0.content.0"]
+    ]
+    assert history.to_wire()[0]["content"][0]["cache_control"] == EPHEMERAL  # stored turn untouched
+
+
+async def test_cache_true_without_caller_breakpoints_fires_no_event() -> None:
+    with LocalServer(policy=Script([reply.tool_use("lookup", {"query": "q"}), reply.text("ok")])) as server:
+        with capture_logs() as logs:
+            await make_agent(server, tools=[lookup], system="Be brief.", cache=True).run("hi")
+    assert [len(breakpoints(r.json)) for r in server.requests] == [3, 3]
+    assert not [e for e in logs if e["event"] == "guard.cache_breakpoints"]
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    lives: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    name: str
+
+
+@tool
+def adopt(pet: Annotated[Cat | Dog, Field(discriminator="kind")]) -> str:
+    """Adopt a pet.
+
+    Args:
+        pet: The pet.
+    """
+    return f"adopted a {pet.kind}"
+
+
+def refs(node: Any) -> list[str]:
+    """Every string that is a JSON pointer into the document (``#/...``), wherever it sits."""
+    if isinstance(node, dict):
+        return [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return [node] if isinstance(node, str) and node.startswith("#/") else []
+
+
+async def test_discriminated_union_schema_has_no_dangling_reference() -> None:
+    # §4: inline $defs; a discriminator.mapping still naming #/$defs/Cat would point at nothing.
+    schema = adopt.definition()["input_schema"]
+    assert "$defs" not in schema
+    assert refs(schema) == []
+    assert schema["properties"]["pet"]["discriminator"] == {"propertyName": "kind"}
+    script = Script([reply.tool_use("adopt", {"pet": {"kind": "cat", "lives": 9}}), reply.text("ok")])
+    with LocalServer(policy=script) as server:
+        await make_agent(server, tools=[adopt]).run("adopt a cat")
+    assert server.requests[1].json["messages"][-1]["content"][0]["content"] == "adopted a cat"
+
+
+# -------------------------------------------------------- 2. consecutive same-role messages
+
+
+async def test_consecutive_user_and_assistant_messages_are_accepted() -> None:
+    # §3: "the API merges consecutive same-role turns": Conversation, the history check before each
+    # request and the local server accept them instead of raising HistoryError / answering 400.
+    history = Conversation(
+        [
+            {"role": "user", "content": "Hello."},
+            {"role": "user", "content": "Are you there?"},
+            {"role": "assistant", "content": "Yes."},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {"query": "q"}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "found"}]},
+            {"role": "user", "content": "Thanks."},
+        ]
+    )
+    history.check()
+    restored = Conversation.from_json(history.to_json())
+    with LocalServer(policy=Script([reply.text("You're welcome.")])) as server:
+        result = await make_agent(server, tools=[lookup]).run("Anything else?", history=restored)
+    assert result.text == "You're welcome."
+    assert server.requests[0].status == 200
+    assert len(server.requests[0].json["messages"]) == 6  # the new prompt joined the trailing user turn
+
+
+async def test_an_unanswered_call_in_a_combined_assistant_turn_is_still_caught() -> None:
+    # §4 tool-result rule, on the combined turn: the call in the first assistant message is unanswered.
+    history = Conversation(
+        [
+            {"role": "user", "content": "Hello."},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}],
+            },
+            {"role": "assistant", "content": "Done."},
+        ]
+    )
+    with pytest.raises(HistoryError, match="without `tool_result` blocks immediately after: t1"):
+        history.check()
