@@ -14,6 +14,8 @@ from agentkit import Agent, BadRequestError, Client, Conversation, HistoryError,
 from agentkit.testing import LocalServer, Script, reply
 from agentkit.types import TextBlock
 
+from .conftest import OWN
+
 pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -249,3 +251,37 @@ async def test_an_unanswered_call_in_a_combined_assistant_turn_is_still_caught()
     )
     with pytest.raises(HistoryError, match="without `tool_result` blocks immediately after: t1"):
         history.check()
+
+
+# ------------------------------------------------------------------------- 6. beta blocks
+
+
+COMPACTION = {
+    "type": "compaction",
+    "content": "Earlier: the user asked for the weather in Lyon.",
+    "encrypted_content": "b3BhcXVlLWNvbXBhY3Rpb24tcGF5bG9hZA",
+}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_a_compaction_block_goes_back_unchanged(stream: bool) -> None:
+    # SDK beta accumulator: compaction_delta fills content and encrypted_content; the block must go
+    # back to the API as received (beta/README). Streamed, the server sends the start with nulls.
+    first = reply.message([COMPACTION, reply.tool_use_block("lookup", {"query": "Lyon"}, id="toolu_c1")])
+    with LocalServer(policy=Script([first, reply.text("Sunny.")])) as server:
+        result = await make_agent(server, tools=[lookup], stream=stream).run("Weather in Lyon?")
+    assert result.text == "Sunny."
+    sent = server.requests[1].json["messages"][1]["content"]
+    assert sent[0] == COMPACTION
+
+
+async def test_a_fallback_block_relabels_the_model_of_an_agent_run() -> None:
+    # SDK beta accumulator: "the final hop's fallback block names the model that served the response".
+    sse = (OWN / "beta" / "fallback_model.sse").read_bytes()  # message_start says claude-opus-4-7
+    script = Script([reply.raw(body=sse, content_type="text/event-stream; charset=utf-8")])
+    with LocalServer(policy=script) as server:
+        result = await make_agent(server, stream=True).run("Bonjour ?")
+    assert result.text == "Bonjour !"
+    assert result.last_message is not None and result.last_message.model == "claude-haiku-4-5"
+    assert result.messages[-1].content[0].type == "fallback"  # kept in the history as received
+    assert server.requests[0].status == 200
