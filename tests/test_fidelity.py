@@ -10,8 +10,17 @@ import pytest
 from pydantic import BaseModel, Field
 from structlog.testing import capture_logs
 
-from agentkit import Agent, BadRequestError, Client, Conversation, HistoryError, Image, tool
-from agentkit.testing import LocalServer, Script, reply
+from agentkit import (
+    Agent,
+    BadRequestError,
+    Client,
+    Conversation,
+    HistoryError,
+    Image,
+    ToolDefinitionError,
+    tool,
+)
+from agentkit.testing import LocalServer, OfflineModel, Script, reply
 from agentkit.types import TextBlock
 
 from .conftest import OWN
@@ -285,3 +294,76 @@ async def test_a_fallback_block_relabels_the_model_of_an_agent_run() -> None:
     assert result.last_message is not None and result.last_message.model == "claude-haiku-4-5"
     assert result.messages[-1].content[0].type == "fallback"  # kept in the history as received
     assert server.requests[0].status == 200
+
+
+# ------------------------------------------------------------------------- 4. server tools
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+SEARCH_USE = {
+    "type": "server_tool_use",
+    "id": "srvtoolu_01",
+    "name": "web_search",
+    "input": {"query": "Lyon"},
+}
+SEARCH_RESULT = {
+    "type": "web_search_tool_result",
+    "tool_use_id": "srvtoolu_01",
+    "content": [
+        {
+            "type": "web_search_result",
+            "url": "https://example.org/lyon",
+            "title": "Lyon weather",
+            "encrypted_content": "RW5jcnlwdGVk",
+            "page_age": None,
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_server_tools_go_beside_tool_functions_and_their_blocks_come_back(stream: bool) -> None:
+    # §4: server tools run at Anthropic; their blocks need no client result and go back verbatim;
+    # §7 pause_turn: "resend the conversation including this turn unchanged".
+    script = Script(
+        [
+            reply.pause_turn([SEARCH_USE]),
+            reply.message([SEARCH_RESULT, reply.tool_use_block("lookup", {"query": "Lyon"}, id="toolu_s1")]),
+            reply.text("Sunny in Lyon."),
+        ]
+    )
+    with LocalServer(policy=script) as server:
+        agent = make_agent(server, tools=[lookup, WEB_SEARCH], stream=stream)
+        result = await agent.run("Weather in Lyon?")
+    assert result.text == "Sunny in Lyon."
+    assert [r.status for r in server.requests] == [200, 200, 200]
+    assert server.requests[0].json["tools"][1] == WEB_SEARCH
+    assert server.requests[1].json["messages"][-1] == {"role": "assistant", "content": [SEARCH_USE]}
+    final = server.requests[2].json["messages"]
+    assert final[1]["content"][:2] == [SEARCH_USE, SEARCH_RESULT]  # verbatim, nested nulls included
+    assert [b["type"] for b in final[2]["content"]] == ["tool_result"]  # only the client tool answered
+
+
+@pytest.mark.parametrize(
+    ("definition", "fragment"),
+    [
+        ({"name": "web_search"}, "versioned 'type'"),
+        ({"type": "web_search", "name": "web_search"}, "versioned 'type'"),
+        ({"type": "web_fetch_20250910", "name": "web fetch"}, "needs a 'name'"),
+        ({"type": "web_fetch_20250910", "name": "lookup"}, "duplicate tool name 'lookup'"),
+    ],
+)
+async def test_a_bad_server_tool_definition_is_refused_where_given(definition: Any, fragment: str) -> None:
+    with pytest.raises(ToolDefinitionError, match=fragment):
+        Agent(Client(api_key="sk-test", base_url="http://127.0.0.1:1"), model="m", tools=[lookup, definition])
+
+
+async def test_the_offline_models_leave_server_tools_alone() -> None:
+    from agentkit.testing import CallEveryTool
+
+    fetch = {"type": "web_fetch_20250910", "name": "web_fetch"}
+    with LocalServer(policy=CallEveryTool()) as server:
+        result = await make_agent(server, tools=[lookup, WEB_SEARCH, fetch]).run("go")
+    assert result.text.splitlines() == ["Called every tool.", "lookup: found"]
+    with LocalServer(policy=OfflineModel()) as server:
+        result = await make_agent(server, tools=[WEB_SEARCH]).run("search the web for Lyon")
+    assert result.turns == 1 and result.text

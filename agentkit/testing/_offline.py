@@ -199,7 +199,7 @@ class OfflineModel:
 
     def __call__(self, request: Request) -> Any:
         body = request.json if isinstance(request.json, dict) else {}
-        tools = [t for t in request.tools if isinstance(t, dict) and "name" in t]
+        tools = _client_tools(request)
         choice = body.get("tool_choice") or {}
         prompt = _last_prompt(request.messages)
         results = _latest_results(request.messages)
@@ -244,13 +244,20 @@ class CallEveryTool:
                 f"{name}: {'error: ' if error else ''}{_short(text)}" for name, _, text, error in results
             ]
             return reply.text("Called every tool.\n" + "\n".join(lines))
-        tools = [t for t in request.tools if isinstance(t, dict) and "name" in t]
+        tools = _client_tools(request)
         if not tools:
             return reply.text("No tools to call.")
         return reply.tool_uses([(t["name"], example_input(t.get("input_schema", {}))) for t in tools])
 
 
 # --- reading the request -------------------------------------------------------------------------
+
+
+def _client_tools(request: Request) -> list[dict[str, Any]]:
+    """The client's own tools; server tools (``web_search_20250305``...) run at Anthropic, not here."""
+    return [
+        t for t in request.tools if isinstance(t, dict) and "name" in t and t.get("type") in (None, "custom")
+    ]
 
 
 def _last_prompt(messages: list[dict[str, Any]]) -> str:
