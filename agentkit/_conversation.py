@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from . import _validate
 from ._history import check_messages, repair_history
+from ._prompt import is_content, prompt_blocks
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, _message_params_adapter, to_wire
 
 __all__ = ["Conversation"]
 
-Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | None
+Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | Sequence[Any] | None
 
 
 class Conversation:
@@ -110,7 +111,10 @@ class _Transcript:
         if isinstance(prompt, str):
             self.append_user_blocks([TextBlock(text=prompt)])
             return
-        for param in _as_params(prompt, "prompt"):
+        if is_content(prompt):
+            self.append_user_blocks(prompt_blocks(prompt))
+            return
+        for param in _as_params(cast(Sequence[MessageParam | Mapping[str, Any]], prompt), "prompt"):
             if param.role == "user" and self.wire and self.wire[-1]["role"] == "user":
                 blocks = [TextBlock(text=param.content)] if isinstance(param.content, str) else param.content
                 self.append_user_blocks(list(blocks))

@@ -2,58 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import mimetypes
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
+from ._media import Image
 from ._tool_run import Collected
-from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock
+from .types import DocumentBlock, ImageBlock, TextBlock
 
 __all__ = ["Image", "UnserialisableError", "to_content", "truncate"]
 
-_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
 _ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
 _result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
-
-
-# --- images ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Image:
-    """An image a tool returns to the model (sent as a base64 image block).
-
-    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
-    """
-
-    data: bytes
-    media_type: str = "image/png"
-
-    def __post_init__(self) -> None:
-        if self.media_type not in _IMAGE_MEDIA_TYPES:
-            raise ValueError(
-                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
-            )
-
-    @classmethod
-    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
-        """Read an image file; the media type is guessed from the extension unless given."""
-        path = Path(path)
-        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
-        return cls(path.read_bytes(), kind)
-
-    def to_block(self) -> ImageBlock:
-        """The image as an ``image`` content block."""
-        return ImageBlock(
-            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
-        )
 
 
 class UnserialisableError(Exception):

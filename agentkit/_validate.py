@@ -342,7 +342,10 @@ def _check_hooks(where: str, hooks: Any) -> None:
 
 def run_arguments(where: str, prompt: Any, history: Any, conversation_type: type) -> None:
     """Check ``prompt`` and ``history`` of ``Agent.run``/``run_sync``/``stream`` (containers only: cheap)."""
-    accepted = "a str, a list of messages ({'role': ..., 'content': ...}) or None"
+    accepted = (
+        "a str, a list of messages ({'role': ..., 'content': ...}), a list of content "
+        "(str, Image, Document, content blocks) or None"
+    )
     if prompt is not None and not isinstance(prompt, str):
         hint = "Wrap a single message in a list: [message]" if isinstance(prompt, Mapping) else ""
         if not isinstance(prompt, list | tuple):

@@ -4,6 +4,7 @@ server) and names the rule of the wire reference (``messages-api.md``) it checks
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -14,7 +15,9 @@ from agentkit import (
     Agent,
     BadRequestError,
     Client,
+    ConfigurationError,
     Conversation,
+    Document,
     HistoryError,
     Image,
     ToolDefinitionError,
@@ -367,3 +370,109 @@ async def test_the_offline_models_leave_server_tools_alone() -> None:
     with LocalServer(policy=OfflineModel()) as server:
         result = await make_agent(server, tools=[WEB_SEARCH]).run("search the web for Lyon")
     assert result.turns == 1 and result.text
+
+
+# ------------------------------------------------------------- 5. images and documents in prompts
+
+PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
+
+
+async def test_a_prompt_with_an_image_from_a_path(tmp_path: Any) -> None:
+    # §3: image blocks with a base64 source and one of four media types.
+    (tmp_path / "cat.png").write_bytes(PNG)
+    with LocalServer(policy=Script([reply.text("A cat.")])) as server:
+        agent = make_agent(server)
+        result = await agent.run(["What is in this picture?", Image.from_path(tmp_path / "cat.png")])
+    assert result.text == "A cat."
+    sent = server.requests[0].json["messages"]
+    assert sent == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": "image/png",
+                        "data": base64.b64encode(PNG).decode(),
+                    },
+                },
+            ],
+        }
+    ]
+    assert server.requests[0].status == 200
+
+
+async def test_images_from_bytes_base64_and_url_and_documents_in_one_prompt() -> None:
+    # §3: image sources base64 | url; document sources base64 PDF | text | url.
+    prompt = [
+        "Compare these.",
+        Image(JPEG, "image/jpeg"),
+        Image.from_base64(base64.b64encode(PNG).decode(), "image/png"),
+        Image.from_url("https://example.org/dog.webp"),
+        Document(PDF, title="Contract"),
+        Document.from_text("Plain notes.", citations=True),
+        Document.from_url("https://example.org/terms.pdf"),
+    ]
+    with LocalServer(policy=Script([reply.text("Done.")])) as server:
+        await make_agent(server).run(prompt)
+    assert server.requests[0].status == 200
+    content = server.requests[0].json["messages"][0]["content"]
+    assert [b["type"] for b in content] == [
+        "text",
+        "image",
+        "image",
+        "image",
+        "document",
+        "document",
+        "document",
+    ]
+    assert [b["source"]["type"] for b in content[1:]] == ["base64", "base64", "url", "base64", "text", "url"]
+    assert content[1]["source"]["media_type"] == "image/jpeg"
+    assert content[4] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(PDF).decode()},
+        "title": "Contract",
+    }
+    assert content[5]["citations"] == {"enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: Image(PNG, "image/bmp"), "unsupported image media type 'image/bmp'"),
+        (lambda: Image(JPEG, "image/png"), "the bytes are image/jpeg"),
+        (lambda: Image(b"", "image/png"), "expected non-empty bytes"),
+        (lambda: Image.from_base64("not base64!", "image/png"), "not valid base64"),
+        (lambda: Image.from_url("file:///etc/passwd"), "expected an http(s) URL"),
+        (lambda: Document(b"hello"), "not a PDF"),
+        (lambda: Document(), "exactly one of"),
+    ],
+)
+def test_media_is_checked_where_it_is_made(make: Any, fragment: str) -> None:
+    # §3 media types: image/jpeg|png|gif|webp; documents: PDF, text or URL.
+    with pytest.raises(ConfigurationError) as info:
+        make()
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "fragment"),
+    [
+        (["Look:", ""], "prompt[1]: an empty str"),
+        (["Look:", 42], "prompt[1]: got int"),
+        ([{"type": "image"}], "prompt[0].source: Field required"),
+        (
+            [{"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AA=="}}],
+            "image/bmp",
+        ),
+    ],
+)
+async def test_bad_prompt_content_is_refused_before_any_request(prompt: Any, fragment: str) -> None:
+    with LocalServer(policy=Script([reply.text("never")])) as server:
+        with pytest.raises(ConfigurationError) as info:
+            await make_agent(server).run(prompt)
+    assert fragment in str(info.value)
+    assert server.requests == []
