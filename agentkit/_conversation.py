@@ -158,6 +158,7 @@ class _Transcript:
     ) -> None:
         """Add an assistant turn together with the answer to each of its calls (a user turn of results)."""
         self.append_assistant(blocks, content, merge=merge)
+        results = [_sendable(r) for r in results]
         if results:
             param = MessageParam(role="user", content=list(results))
             self._push(param, {"role": "user", "content": [to_wire(r) for r in results]})
@@ -167,6 +168,16 @@ def assistant_blocks(message: Message) -> list[Any]:
     """The blocks of a response as they go back to the API: as received, minus empty text blocks (the
     API returns them, e.g. on refusal, but rejects them in a request)."""
     return [b for b in message.content if not (isinstance(b, TextBlock) and not b.text)]
+
+
+def _sendable(result: ToolResultBlock) -> ToolResultBlock:
+    """A result without empty text blocks in its content (the API rejects them, also nested there; a
+    hook may have returned one), so the stored history stays sendable."""
+    content = result.content
+    if not isinstance(content, list) or not any(isinstance(b, TextBlock) and not b.text for b in content):
+        return result
+    kept = [b for b in content if not (isinstance(b, TextBlock) and not b.text)]
+    return result.model_copy(update={"content": kept or None})
 
 
 def _as_params(

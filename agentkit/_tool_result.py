@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from ._media import Image
+from ._media import IMAGE_MEDIA_TYPES, Image
 from ._tool_run import Collected
 from .types import DocumentBlock, ImageBlock, TextBlock
 
@@ -36,7 +36,9 @@ def _as_block(value: Any, limit: int) -> _ResultBlock | None:
         if len(value.text) > limit:
             return value.model_copy(update={"text": truncate(value.text, limit)})
         return value
-    if isinstance(value, ImageBlock | DocumentBlock):
+    if isinstance(value, ImageBlock):
+        return _checked_image(value)
+    if isinstance(value, DocumentBlock):
         return value
     if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
         try:
@@ -64,6 +66,18 @@ def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultB
         if not _is_empty_text(block):
             blocks.append(block)
     return blocks if has_block else None
+
+
+def _checked_image(block: ImageBlock) -> ImageBlock:
+    """An image block whose base64 media type the API accepts (wire reference §3), else unsendable."""
+    source = block.source
+    media_type = source.get("media_type") if isinstance(source, dict) else getattr(source, "media_type", None)
+    kind = source.get("type") if isinstance(source, dict) else source.type
+    if kind == "base64" and media_type not in IMAGE_MEDIA_TYPES:
+        raise UnserialisableError(
+            f"image media type {media_type!r} is not accepted; use one of {sorted(IMAGE_MEDIA_TYPES)}"
+        )
+    return block
 
 
 def _is_empty_text(block: _ResultBlock) -> bool:

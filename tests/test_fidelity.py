@@ -19,12 +19,13 @@ from agentkit import (
     Conversation,
     Document,
     HistoryError,
+    Hooks,
     Image,
     ToolDefinitionError,
     tool,
 )
 from agentkit.testing import LocalServer, OfflineModel, Script, reply
-from agentkit.types import TextBlock
+from agentkit.types import TextBlock, ToolResultBlock
 
 from .conftest import OWN
 
@@ -110,6 +111,37 @@ def call_then(result_content: Any) -> list[dict[str, Any]]:
             "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result_content}],
         },
     ]
+
+
+async def test_a_hook_returning_empty_text_does_not_poison_the_history() -> None:
+    # §3 non-empty text: whatever an after_tool_call hook returns, the stored result stays sendable.
+    def replace(ctx: Any, call: Any, result: Any) -> Any:
+        return ToolResultBlock(tool_use_id=call.id, content=[TextBlock(text=""), TextBlock(text="edited")])
+
+    script = Script([reply.tool_use("lookup", {"query": "q"}), reply.text("ok")])
+    history = Conversation()
+    with LocalServer(policy=script) as server:
+        await make_agent(server, tools=[lookup], hooks=Hooks(after_tool_call=replace)).run(
+            "go", history=history
+        )
+    assert [r.status for r in server.requests] == [200, 200]
+    assert history.to_wire()[2]["content"][0]["content"] == [{"type": "text", "text": "edited"}]
+
+
+@tool
+def bitmap() -> dict[str, Any]:
+    """A BMP screenshot."""
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "Qk0="}}
+
+
+async def test_a_tool_image_with_an_unsupported_media_type_is_an_error_result() -> None:
+    # §3 image media types: a BMP would be a 400 on this and every later request; the model gets an error.
+    script = Script([reply.tool_use("bitmap"), reply.text("ok")])
+    with LocalServer(policy=script) as server:
+        await make_agent(server, tools=[bitmap]).run("screenshot")
+    assert [r.status for r in server.requests] == [200, 200]
+    result = server.requests[1].json["messages"][-1]["content"][0]
+    assert result["is_error"] is True and "unserialisable" in result["content"]
 
 
 async def test_the_server_refuses_empty_text_inside_a_tool_result() -> None:
