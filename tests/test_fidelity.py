@@ -508,3 +508,22 @@ async def test_bad_prompt_content_is_refused_before_any_request(prompt: Any, fra
             await make_agent(server).run(prompt)
     assert fragment in str(info.value)
     assert server.requests == []
+
+
+async def test_the_offline_model_reads_calls_from_a_combined_assistant_turn() -> None:
+    # §3 combined turns: the call sits in the first of two assistant messages.
+    history = Conversation(
+        [
+            {"role": "user", "content": "Look up Lyon."},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {"query": "Lyon"}}],
+            },
+            {"role": "assistant", "content": "One moment."},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "found"}]},
+        ]
+    )
+    with LocalServer(policy=OfflineModel()) as server:
+        result = await make_agent(server, tools=[lookup]).run(history=history)
+    assert server.requests[0].status == 200
+    assert result.text == "lookup(query=Lyon) gave found."  # the call was found in the combined turn

@@ -287,10 +287,15 @@ def _latest_results(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str,
     if any(isinstance(b, dict) and b.get("type") == "text" and b.get("text", "").strip() for b in content):
         return None  # the user wrote something new after the results: that is the prompt to answer
     uses: dict[str, dict[str, Any]] = {}
-    previous = messages[-2].get("content")
-    for block in previous if isinstance(previous, list) else []:
-        if isinstance(block, dict) and block.get("type") == "tool_use":
-            uses[str(block.get("id"))] = block
+    for message in reversed(messages[:-1]):  # the assistant turn before (its messages are combined)
+        if message.get("role") == "user":
+            if uses:
+                break
+            continue
+        previous = message.get("content")
+        for block in previous if isinstance(previous, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                uses[str(block.get("id"))] = block
     out = []
     for result in results:
         use = uses.get(str(result.get("tool_use_id")), {})
