@@ -63,6 +63,7 @@ from ._exceptions import (
 )
 from ._history import repair_history
 from ._logging import configure_logging, redact_secrets
+from ._media import Document
 from ._state import Approve, Defer, Deny, PendingCall, RunState
 from ._tool import Image, Tool, Toolset, tool
 from ._tool_run import ToolOutcome, ToolStatus, tool_thread_limiter
@@ -93,6 +94,7 @@ __all__ = [
     "Conversation",
     "Defer",
     "Deny",
+    "Document",
     "DuplicateToolUseIdError",
     "GatewayTimeoutError",
     "HistoryError",

@@ -232,7 +232,9 @@ async def _summarize(
     if k is None:
         return None
     older = wire[:k]
-    body = agent._requests.body(_with_instruction(older, config.summary_prompt), {"type": "none"})
+    body, dropped = agent._requests.body(_with_instruction(older, config.summary_prompt), {"type": "none"})
+    if dropped:
+        _trace.cache_breakpoints(run.log, state.turns + 1, dropped)
     body.pop("thinking", None)  # a summary needs no thinking (and its budget may exceed max_tokens)
     body["max_tokens"] = config.summary_max_tokens
     message = await agent.client.create_raw(body)

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from . import _validate
 from ._history import check_messages, repair_history
+from ._prompt import is_content, prompt_blocks
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, _message_params_adapter, to_wire
 
 __all__ = ["Conversation"]
 
-Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | None
+Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | Sequence[Any] | None
 
 
 class Conversation:
@@ -131,7 +132,10 @@ class _Transcript:
         if isinstance(prompt, str):
             self.append_user_blocks([TextBlock(text=prompt)])
             return
-        for param in _as_params(prompt, "prompt"):
+        if is_content(prompt):
+            self.append_user_blocks(prompt_blocks(prompt))
+            return
+        for param in _as_params(cast(Sequence[MessageParam | Mapping[str, Any]], prompt), "prompt"):
             if param.role == "user" and self.wire and self.wire[-1]["role"] == "user":
                 blocks = [TextBlock(text=param.content)] if isinstance(param.content, str) else param.content
                 self.append_user_blocks(list(blocks))
@@ -175,6 +179,7 @@ class _Transcript:
     ) -> None:
         """Add an assistant turn together with the answer to each of its calls (a user turn of results)."""
         self.append_assistant(blocks, content, merge=merge)
+        results = [_sendable(r) for r in results]
         if results:
             param = MessageParam(role="user", content=list(results))
             self._push(param, {"role": "user", "content": [to_wire(r) for r in results]})
@@ -184,6 +189,16 @@ def assistant_blocks(message: Message) -> list[Any]:
     """The blocks of a response as they go back to the API: as received, minus empty text blocks (the
     API returns them, e.g. on refusal, but rejects them in a request)."""
     return [b for b in message.content if not (isinstance(b, TextBlock) and not b.text)]
+
+
+def _sendable(result: ToolResultBlock) -> ToolResultBlock:
+    """A result without empty text blocks in its content (the API rejects them, also nested there; a
+    hook may have returned one), so the stored history stays sendable."""
+    content = result.content
+    if not isinstance(content, list) or not any(isinstance(b, TextBlock) and not b.text for b in content):
+        return result
+    kept = [b for b in content if not (isinstance(b, TextBlock) and not b.text)]
+    return result.model_copy(update={"content": kept or None})
 
 
 def _as_params(

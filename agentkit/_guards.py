@@ -109,7 +109,8 @@ def check_history(transcript: _Transcript, wire: list[dict[str, Any]], thinking:
     start = 0
     if transcript.checked:
         start = min(transcript.checked, len(wire)) - 1
-        while start > 0 and wire[start].get("role") != "user":
+        # back to the first message of a user turn (consecutive user messages are one turn)
+        while start > 0 and (wire[start].get("role") != "user" or wire[start - 1].get("role") == "user"):
             start -= 1
     try:
         try:

@@ -399,8 +399,10 @@ async def _checkpoint(run: _Run, step: Any) -> None:
 async def _request(run: _Run) -> Message:
     """One model request: hooks, the history check, the request (streamed or not), usage, tracing."""
     state, agent, ctx = run.state, run.agent, run.ctx
-    body = agent._requests.body(run.transcript.wire, state.tool_choice)
+    body, dropped = agent._requests.body(run.transcript.wire, state.tool_choice)
     ctx.turn = state.turns + 1
+    if dropped:
+        _trace.cache_breakpoints(run.log, ctx.turn, dropped)
     ctx.usage = state.usage
     if agent.hooks.before_request is not None:
         await run.maybe_await(agent.hooks.before_request(ctx, body))

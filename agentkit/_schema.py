@@ -482,6 +482,8 @@ def _inline(node: Any, defs: Mapping[str, Any], keep: set[str]) -> Any:
             out[key] = _inline(value, defs, keep)
         elif key in _SCHEMA_MAP_KEYS and isinstance(value, dict):
             out[key] = {k: _inline(v, defs, keep) for k, v in value.items()}
+        elif key == "discriminator" and isinstance(value, dict):
+            out[key] = _discriminator(value, keep)
         else:
             out[key] = value
     ref = out.get("$ref")
@@ -496,6 +498,23 @@ def _inline(node: Any, defs: Mapping[str, Any], keep: set[str]) -> Any:
         rest = {k: v for k, v in out.items() if k != "allOf"}
         if "$ref" not in inner and not set(inner) & set(rest):
             out = {**inner, **rest}
+    return out
+
+
+def _discriminator(value: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+    """An OpenAPI ``discriminator`` whose ``mapping`` names only definitions still in ``$defs``: a
+    mapping entry to an inlined definition would be a dangling reference."""
+    mapping = value.get("mapping")
+    if not isinstance(mapping, dict):
+        return value
+    kept = {
+        k: ref
+        for k, ref in mapping.items()
+        if isinstance(ref, str) and ref.startswith(_REF_PREFIX) and ref[len(_REF_PREFIX) :] in keep
+    }
+    out = {k: v for k, v in value.items() if k != "mapping"}
+    if kept:
+        out["mapping"] = kept
     return out
 
 

@@ -48,6 +48,9 @@ _DELTA_FIELDS = {
     "thinking_delta": "thinking",
     "signature_delta": "signature",
 }
+# Top-level fields of ``message_delta`` besides ``delta`` and ``usage`` that update the Message (beta:
+# the SDK's beta accumulator copies them when not null).
+_MESSAGE_DELTA_FIELDS = ("context_management", "input_transformations")
 
 
 class SSEDecoder:
@@ -276,6 +279,11 @@ class MessageAccumulator:
                 self._malformed(kind, "has a content_block without a string 'type'")
             self._blocks.append(dict(block))
             self._opened.add(index)
+            if block["type"] == "fallback":  # beta: the Message's model is the model that answered
+                target = block.get("to")
+                if isinstance(target, dict) and isinstance(target.get("model"), str):
+                    snap = self._require_start(kind)
+                    snap["model"] = target["model"]
         elif kind == "content_block_stop":
             self._require_start(kind)
             self._stopped.add(self._known_index(payload, kind))
@@ -306,6 +314,9 @@ class MessageAccumulator:
                     if key in delta:
                         self._malformed(kind, f"may not replace the message's {key!r}")
                 snap.update(delta)
+            for key in _MESSAGE_DELTA_FIELDS:  # beta fields beside the delta, kept when present
+                if payload.get(key) is not None:
+                    snap[key] = payload[key]
             usage = payload.get("usage")
             if usage is not None:
                 if not isinstance(usage, dict):
@@ -389,6 +400,14 @@ class MessageAccumulator:
             if not isinstance(citations, list):
                 citations = block["citations"] = []
             citations.append(citation)
+        elif dkind == "compaction_delta":  # beta: the delta carries the block's whole content
+            block = self._blocks[index]
+            if block.get("type") == "compaction":
+                for key in ("content", "encrypted_content"):
+                    value = delta.get(key)
+                    if value is not None and not isinstance(value, str):
+                        self._malformed(kind, f"has a compaction_delta whose {key!r} is not a string")
+                    block[key] = value
         elif not isinstance(dkind, str):
             self._malformed(kind, "has a delta without a string 'type'")
         # unknown delta types are ignored

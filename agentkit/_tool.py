@@ -23,6 +23,7 @@ from ._context import RunContext
 from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
+from ._server_tools import check_unique, is_server_tool, server_tool_definition
 from ._tool_result import Image, UnserialisableError, to_content, truncate
 from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
 from .types import ToolResultBlock, ToolUseBlock
@@ -390,15 +391,30 @@ class Toolset:
     :meth:`from_module`, :meth:`from_object`.
     """
 
-    def __init__(self, tools: Iterable[Tool[..., Any] | Callable[..., Any] | Toolset] = ()) -> None:
+    def __init__(
+        self, tools: Iterable[Tool[..., Any] | Callable[..., Any] | Toolset | Mapping[str, Any]] = ()
+    ) -> None:
         self._tools: dict[str, Tool[..., Any]] = {}
+        self._server: dict[str, dict[str, Any]] = {}  # server tool definitions, by name
+        self._order: list[str] = []  # every name, as given
         self._definitions: dict[str, list[dict[str, Any]]] = {}
         for item in tools:
-            for entry in item if isinstance(item, Toolset) else (item,):
+            for entry in [*item, *item.server_tools] if isinstance(item, Toolset) else (item,):
                 self._add(entry)
 
-    def _add(self, item: Tool[..., Any] | Callable[..., Any]) -> None:
-        entry = item if isinstance(item, Tool) else tool(item)
+    @property
+    def server_tools(self) -> list[dict[str, Any]]:
+        """The server tool definitions (``{"type": "web_search_20250305", "name": ...}``), in order."""
+        return [dict(d) for d in self._server.values()]
+
+    def _add(self, item: Tool[..., Any] | Callable[..., Any] | Mapping[str, Any]) -> None:
+        if is_server_tool(item):
+            definition = server_tool_definition(cast(Mapping[str, Any], item), (*self._tools, *self._server))
+            self._server[definition["name"]] = definition
+            self._order.append(definition["name"])
+            return
+        entry = item if isinstance(item, Tool) else tool(cast(Callable[..., Any], item))
+        check_unique(entry.name, self._server)
         if entry._receiver == "self" and entry._bound is _UNBOUND:
             raise ToolDefinitionError(
                 f"{_where(entry._fn)}: is a method; add it from an instance (obj.{entry._attr_name}) "
@@ -410,6 +426,8 @@ class Toolset:
                 f"duplicate tool name {entry.name!r} ({_where(existing._fn)} and {_where(entry._fn)}); "
                 "tool names must be unique, rename one with @tool(name=...)."
             )
+        if entry.name not in self._tools:
+            self._order.append(entry.name)
         self._tools[entry.name] = entry
 
     @classmethod
@@ -469,7 +487,8 @@ class Toolset:
         key = json.dumps(marker, sort_keys=True)
         cached = self._definitions.get(key)
         if cached is None:
-            cached = [t.definition() for t in self._tools.values()]
+            tools, server = self._tools, self._server
+            cached = [tools[n].definition() if n in tools else dict(server[n]) for n in self._order]
             if marker and cached:
                 cached[-1] = {**cached[-1], "cache_control": dict(marker)}
             self._definitions[key] = cached

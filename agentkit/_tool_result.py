@@ -2,58 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import mimetypes
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
+from ._media import IMAGE_MEDIA_TYPES, Image
 from ._tool_run import Collected
-from .types import Base64ImageSource, DocumentBlock, ImageBlock, TextBlock
+from .types import DocumentBlock, ImageBlock, TextBlock
 
 __all__ = ["Image", "UnserialisableError", "to_content", "truncate"]
 
-_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _RESULT_BLOCK_TYPES = frozenset({"text", "image", "document"})
 _ResultBlock: TypeAlias = TextBlock | ImageBlock | DocumentBlock
 _result_block_adapter: TypeAdapter[_ResultBlock] = TypeAdapter(_ResultBlock)
-
-
-# --- images ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Image:
-    """An image a tool returns to the model (sent as a base64 image block).
-
-    ``media_type`` is one of ``image/jpeg``, ``image/png``, ``image/gif``, ``image/webp``.
-    """
-
-    data: bytes
-    media_type: str = "image/png"
-
-    def __post_init__(self) -> None:
-        if self.media_type not in _IMAGE_MEDIA_TYPES:
-            raise ValueError(
-                f"unsupported image media type {self.media_type!r}; use one of {sorted(_IMAGE_MEDIA_TYPES)}"
-            )
-
-    @classmethod
-    def from_path(cls, path: str | Path, media_type: str | None = None) -> Image:
-        """Read an image file; the media type is guessed from the extension unless given."""
-        path = Path(path)
-        kind = media_type or mimetypes.guess_type(path.name)[0] or ""
-        return cls(path.read_bytes(), kind)
-
-    def to_block(self) -> ImageBlock:
-        """The image as an ``image`` content block."""
-        return ImageBlock(
-            source=Base64ImageSource(media_type=self.media_type, data=base64.b64encode(self.data).decode())
-        )
 
 
 class UnserialisableError(Exception):
@@ -73,7 +36,9 @@ def _as_block(value: Any, limit: int) -> _ResultBlock | None:
         if len(value.text) > limit:
             return value.model_copy(update={"text": truncate(value.text, limit)})
         return value
-    if isinstance(value, ImageBlock | DocumentBlock):
+    if isinstance(value, ImageBlock):
+        return _checked_image(value)
+    if isinstance(value, DocumentBlock):
         return value
     if isinstance(value, Mapping) and value.get("type") in _RESULT_BLOCK_TYPES:
         try:
@@ -85,19 +50,38 @@ def _as_block(value: Any, limit: int) -> _ResultBlock | None:
 
 
 def _as_blocks(values: list[Any] | tuple[Any, ...], limit: int) -> list[_ResultBlock] | None:
-    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data."""
+    """A list of content blocks (strings allowed beside real blocks), or ``None`` if it is plain data.
+    Empty text is left out: the API rejects empty text blocks, also inside ``tool_result`` content."""
     blocks: list[_ResultBlock] = []
     has_block = False
     for value in values:
         if isinstance(value, str):
-            blocks.append(TextBlock(text=truncate(value, limit)))
+            if value:
+                blocks.append(TextBlock(text=truncate(value, limit)))
             continue
         block = _as_block(value, limit)
         if block is None:
             return None
         has_block = True
-        blocks.append(block)
+        if not _is_empty_text(block):
+            blocks.append(block)
     return blocks if has_block else None
+
+
+def _checked_image(block: ImageBlock) -> ImageBlock:
+    """An image block whose base64 media type the API accepts (wire reference §3), else unsendable."""
+    source = block.source
+    media_type = source.get("media_type") if isinstance(source, dict) else getattr(source, "media_type", None)
+    kind = source.get("type") if isinstance(source, dict) else source.type
+    if kind == "base64" and media_type not in IMAGE_MEDIA_TYPES:
+        raise UnserialisableError(
+            f"image media type {media_type!r} is not accepted; use one of {sorted(IMAGE_MEDIA_TYPES)}"
+        )
+    return block
+
+
+def _is_empty_text(block: _ResultBlock) -> bool:
+    return isinstance(block, TextBlock) and not block.text
 
 
 def to_content(value: Any, limit: int) -> str | list[Any] | None:
@@ -117,11 +101,11 @@ def to_content(value: Any, limit: int) -> str | list[Any] | None:
         return truncate(value, limit)
     block = _as_block(value, limit)
     if block is not None:
-        return [block]
+        return None if _is_empty_text(block) else [block]
     if isinstance(value, list | tuple) and value:
         blocks = _as_blocks(value, limit)
         if blocks is not None:
-            return list(blocks)
+            return list(blocks) or None
     try:
         text = pydantic_core.to_json(value, inf_nan_mode="strings").decode()
     except (pydantic_core.PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:

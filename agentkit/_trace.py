@@ -180,3 +180,7 @@ def duplicate_tool_use_id(log: Any, turn: int, tool_use_id: str) -> None:
 
 def run_timeout(log: Any, turns: int, timeout: float | None) -> None:
     log.warning("guard.run_timeout", turns=turns, run_timeout=timeout)
+
+
+def cache_breakpoints(log: Any, turn: int, dropped: list[str]) -> None:
+    log.warning("guard.cache_breakpoints", turn=turn, dropped=dropped, limit=4)

@@ -269,7 +269,10 @@ def agent_arguments(args: Mapping[str, Any], client_type: type, tool_types: tupl
 
 
 def _check_tools(where: str, tools: Any, tool_types: tuple[type, ...]) -> None:
-    accepted = "a list of tools (@tool functions or plain typed functions) or a Toolset"
+    accepted = (
+        "a list of tools (@tool functions, plain typed functions, server tool dicts such as "
+        "{'type': 'web_search_20250305', 'name': 'web_search'}) or a Toolset"
+    )
     if isinstance(tools, tool_types[1]):
         return
     if isinstance(tools, tool_types[0]) or callable(tools):
@@ -279,8 +282,16 @@ def _check_tools(where: str, tools: Any, tool_types: tuple[type, ...]) -> None:
         raise refuse(where, "tools", tools, accepted, hint=hint)
     if isinstance(tools, list | tuple):  # never consume a one-shot iterable here
         for item in tools:
+            if isinstance(item, Mapping):  # a server tool definition, checked by Toolset
+                continue
             if not (isinstance(item, tool_types) or callable(item)) or isinstance(item, type):
-                raise refuse(where, "tools", item, accepted, hint="Every item must be a function or a Tool")
+                raise refuse(
+                    where,
+                    "tools",
+                    item,
+                    accepted,
+                    hint="Every item must be a function, a Tool or a server tool definition (a dict)",
+                )
 
 
 def _check_system(where: str, system: Any) -> None:
@@ -331,7 +342,10 @@ def _check_hooks(where: str, hooks: Any) -> None:
 
 def run_arguments(where: str, prompt: Any, history: Any, conversation_type: type) -> None:
     """Check ``prompt`` and ``history`` of ``Agent.run``/``run_sync``/``stream`` (containers only: cheap)."""
-    accepted = "a str, a list of messages ({'role': ..., 'content': ...}) or None"
+    accepted = (
+        "a str, a list of messages ({'role': ..., 'content': ...}), a list of content "
+        "(str, Image, Document, content blocks) or None"
+    )
     if prompt is not None and not isinstance(prompt, str):
         hint = "Wrap a single message in a list: [message]" if isinstance(prompt, Mapping) else ""
         if not isinstance(prompt, list | tuple):

@@ -48,6 +48,11 @@ def streams(root: Path) -> list[Path]:
     return sorted(root.glob("*.sse"))
 
 
+def beta_streams(root: Path) -> list[Path]:
+    """Streams of beta features (compaction, fallback, context management) under ``beta/``."""
+    return sorted(root.glob("beta/*.sse"))
+
+
 def error_bodies(root: Path) -> list[Path]:
     """HTTP error bodies named ``STATUS_TYPE….json``."""
     return sorted(root.glob("errors/*.json")) + sorted(root.glob("errors_more/*.json"))

@@ -90,7 +90,10 @@ CASES: dict[str, tuple[Callable[[], object], list[str]]] = {
     "agent-single-function": (lambda: _agent(tools=_fn), ["tools=", "_fn", "a list of tools"]),
     "agent-tools-dict": (lambda: _agent(tools={"w": get_weather}), ["tools=", "dict", "values()"]),
     "agent-tools-str": (lambda: _agent(tools="get_weather"), ["tools=", "'get_weather'", "a list of tools"]),
-    "agent-tools-item": (lambda: _agent(tools=[get_weather, 5]), ["tools=", "5", "a function or a Tool"]),
+    "agent-tools-item": (
+        lambda: _agent(tools=[get_weather, 5]),
+        ["tools=", "5", "a function, a Tool or a server tool definition"],
+    ),
     "agent-hooks-dict": (
         lambda: _agent(hooks={"before_request": print}),
         ["hooks=", "dict", "a Hooks object", "Hooks(before_request="],

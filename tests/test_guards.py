@@ -132,3 +132,12 @@ async def test_call_cap_duplicate_id_and_run_deadline_guards_are_traced() -> Non
         with pytest.raises(RunTimeoutError):
             await make_agent(server, run_timeout=0.3).run("go")
     assert guard_events(logs) == ["guard.run_timeout"]
+
+
+async def test_cache_breakpoint_guard_is_traced() -> None:
+    # wire reference §6: at most 4 breakpoints; cache=True's own 3 plus the caller's 2 make 5.
+    marked = [{"type": "text", "text": t, "cache_control": {"type": "ephemeral"}} for t in ("a", "b")]
+    with LocalServer(policy=Script([reply.text("ok")])) as server, capture_logs() as logs:
+        await make_agent(server, system=marked, cache=True).run([{"role": "user", "content": marked}])
+    assert guard_events(logs) == ["guard.cache_breakpoints"]
+    assert server.requests[0].status == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from agentkit.types import TextBlock, ThinkingBlock, ToolUseBlock, to_wire
 
 from .conftest import (
     CORPORA,
+    beta_streams,
     corpus_of,
     corpus_params,
     envelopes,
@@ -32,6 +34,7 @@ from .conftest import (
 
 STREAMS = [path for root in CORPORA.values() for path in streams(root)]
 STREAM_CASES = over_corpora(streams)
+BETA_CASES = over_corpora(beta_streams)
 
 
 def accumulate(chunks: list[bytes]) -> Any:
@@ -57,9 +60,8 @@ def expected_for(path: Path) -> Any:
     return strip_nulls(load_json(path.with_suffix(".expected.json")))
 
 
-# Reference material in the shared corpus that no test here reads: beta-feature streams (compaction,
-# fallback) this client does not implement, and recorded response headers.
-UNREAD_SHARED_DIRS = {"beta", "headers"}
+# Reference material in the shared corpus that no test here reads: recorded response headers.
+UNREAD_SHARED_DIRS = {"headers"}
 MINIMUM_STREAMS = {"own": 15, "shared": 20}
 
 
@@ -68,7 +70,7 @@ def test_every_fixture_is_covered(root: Path) -> None:
     corpus = corpus_of(root)
     found = streams(root)
     assert len(found) >= MINIMUM_STREAMS[corpus], f"{corpus}: only {len(found)} streams in {root}"
-    paired = found + envelopes(root)
+    paired = found + beta_streams(root) + envelopes(root)
     missing = [p.name for p in paired if not expected_path(p).exists()]
     assert not missing, f"{corpus}: no .expected.json for {missing}"
     read = {*paired, *map(expected_path, paired), *error_bodies(root), *request_bodies(root)}
@@ -106,6 +108,39 @@ def test_fixture_split_at_every_byte_offset(path: Path) -> None:
 def test_fixture_fed_byte_by_byte(path: Path) -> None:
     data = path.read_bytes()
     assert accumulate([data[i : i + 1] for i in range(len(data))]) == expected_for(path)
+
+
+@pytest.mark.parametrize("path", BETA_CASES)
+def test_beta_stream_accumulates_like_the_sdk_beta_accumulator(path: Path) -> None:
+    # The expected Message is what the official SDK's beta accumulator ends with (shared corpus), or
+    # worked out from its rules (own): compaction_delta fills the compaction block, a fallback block
+    # relabels the Message's model, context_management on message_delta is kept; at every byte split.
+    data = path.read_bytes()
+    expected = expected_for(path)
+    for offset in range(len(data) + 1):
+        assert accumulate([data[:offset], data[offset:]]) == expected, f"split at byte {offset}"
+    assert accumulate([data[i : i + 1] for i in range(len(data))]) == expected
+
+
+@pytest.mark.parametrize("path", BETA_CASES)
+def test_beta_stream_matches_the_official_sdk_beta_accumulator(path: Path) -> None:
+    # The official SDK as the oracle, on the same events (skipped when `anthropic` is not installed).
+    pytest.importorskip("anthropic")
+    import httpx2
+    from anthropic.lib.streaming._beta_messages import accumulate_event
+
+    snapshot: Any = None
+    buffers: dict[int, bytes] = {}
+    decoder = SSEDecoder()
+    for event, data in [*decoder.feed(path.read_bytes()), *decoder.flush()]:
+        if event != "ping":
+            snapshot = accumulate_event(
+                event=json.loads(data),
+                current_snapshot=snapshot,
+                json_bufs=buffers,
+                request_headers=httpx2.Headers(),
+            )
+    assert accumulate([path.read_bytes()]) == strip_nulls(snapshot.to_dict())
 
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'

@@ -17,7 +17,7 @@ import structlog
 from pydantic import BaseModel, Field
 
 from agentkit._context import RunContext
-from agentkit._exceptions import ToolDefinitionError, ToolError
+from agentkit._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from agentkit._tool import Image, Tool, Toolset, tool
 from agentkit.types import ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock, Usage, to_wire
 
@@ -530,7 +530,7 @@ async def test_content_blocks_pass_through() -> None:
 
 
 def test_image_media_type_checked(tmp_path: Any) -> None:
-    with pytest.raises(ValueError, match="unsupported image media type"):
+    with pytest.raises(ConfigurationError, match="unsupported image media type"):
         Image(b"x", "image/bmp")
     path = tmp_path / "pic.jpg"
     path.write_bytes(b"jpeg")

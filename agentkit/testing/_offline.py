@@ -199,7 +199,7 @@ class OfflineModel:
 
     def __call__(self, request: Request) -> Any:
         body = request.json if isinstance(request.json, dict) else {}
-        tools = [t for t in request.tools if isinstance(t, dict) and "name" in t]
+        tools = _client_tools(request)
         choice = body.get("tool_choice") or {}
         prompt = _last_prompt(request.messages)
         results = _latest_results(request.messages)
@@ -244,13 +244,20 @@ class CallEveryTool:
                 f"{name}: {'error: ' if error else ''}{_short(text)}" for name, _, text, error in results
             ]
             return reply.text("Called every tool.\n" + "\n".join(lines))
-        tools = [t for t in request.tools if isinstance(t, dict) and "name" in t]
+        tools = _client_tools(request)
         if not tools:
             return reply.text("No tools to call.")
         return reply.tool_uses([(t["name"], example_input(t.get("input_schema", {}))) for t in tools])
 
 
 # --- reading the request -------------------------------------------------------------------------
+
+
+def _client_tools(request: Request) -> list[dict[str, Any]]:
+    """The client's own tools; server tools (``web_search_20250305``...) run at Anthropic, not here."""
+    return [
+        t for t in request.tools if isinstance(t, dict) and "name" in t and t.get("type") in (None, "custom")
+    ]
 
 
 def _last_prompt(messages: list[dict[str, Any]]) -> str:
@@ -280,10 +287,15 @@ def _latest_results(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str,
     if any(isinstance(b, dict) and b.get("type") == "text" and b.get("text", "").strip() for b in content):
         return None  # the user wrote something new after the results: that is the prompt to answer
     uses: dict[str, dict[str, Any]] = {}
-    previous = messages[-2].get("content")
-    for block in previous if isinstance(previous, list) else []:
-        if isinstance(block, dict) and block.get("type") == "tool_use":
-            uses[str(block.get("id"))] = block
+    for message in reversed(messages[:-1]):  # the assistant turn before (its messages are combined)
+        if message.get("role") == "user":
+            if uses:
+                break
+            continue
+        previous = message.get("content")
+        for block in previous if isinstance(previous, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                uses[str(block.get("id"))] = block
     out = []
     for result in results:
         use = uses.get(str(result.get("tool_use_id")), {})

@@ -565,6 +565,7 @@ class LocalServer:
                 "id": model,
                 "display_name": model.replace("-", " ").title(),
                 "created_at": "2026-01-01T00:00:00Z",
+                "lifecycle": "active",  # required by the SDK's ModelInfo (2.12), like the fields above
             }
 
         if request.path == "/v1/models":
@@ -600,6 +601,8 @@ class LocalServer:
             validate_create(request.json, verify_signatures=self.verify_signatures)
         except InvalidRequest as exc:
             return ErrorReply(400, "invalid_request_error", str(exc))
+        if request.json.get("max_tokens") == 0:  # pre-warms the cache: no output, the policy is not asked
+            return MessageReply({"content": [], "stop_reason": "max_tokens", "usage": {"output_tokens": 0}})
         try:
             result = self.policy(request)
             if inspect.isawaitable(result):

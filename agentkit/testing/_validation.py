@@ -1,13 +1,21 @@
-"""Request-body validation of the local server: the 400s the real API gives (wire reference §2-§5)."""
+"""Request-body validation of the local server: the 400s the real API gives, as one table of rules.
+
+:data:`RULES` lists every check in the order the server applies it, each with the endpoints it covers
+and, in a comment, its source: the wire reference (``messages-api.md`` §N), the official SDK's request
+types (``anthropic`` 2.12 ``types/*_param.py``, generated from the API's schema) or the API docs. The
+content-block, ``cache_control`` and tool-schema tables live in :mod:`._validation_blocks`.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import HistoryError
 from .._history import check_messages, check_thinking_history
+from ._validation_blocks import BlockProblem, check_blocks, check_cache_controls, check_input_schema
 from ._wire import verify_signature
 
 __all__ = ["InvalidRequest", "validate_count_tokens", "validate_create"]
@@ -34,6 +42,9 @@ CREATE_FIELDS = frozenset(
         "inference_geo",
         "speed",
         "mcp_servers",
+        "diagnostics",  # SDK 2.12 MessageCreateParams
+        "user_profile_id",
+        "workspace_id",
     }
 )
 COUNT_FIELDS = frozenset(
@@ -47,6 +58,9 @@ COUNT_FIELDS = frozenset(
         "cache_control",
         "output_config",
         "mcp_servers",
+        "speed",  # SDK 2.12 MessageCountTokensParams
+        "user_profile_id",
+        "workspace_id",
     }
 )
 TOOL_FIELDS = frozenset(
@@ -83,52 +97,87 @@ def _is_number(value: Any) -> bool:
 
 def validate_create(body: Any, *, verify_signatures: bool = True) -> None:
     """Raise :class:`InvalidRequest` if ``POST /v1/messages`` would answer 400 for this body."""
-    _validate(body, CREATE_FIELDS, count_tokens=False, verify_signatures=verify_signatures)
+    _validate(_Checked(body, CREATE, verify_signatures))
 
 
 def validate_count_tokens(body: Any) -> None:
     """Raise :class:`InvalidRequest` if ``POST /v1/messages/count_tokens`` would answer 400."""
-    _validate(body, COUNT_FIELDS, count_tokens=True, verify_signatures=False)
+    _validate(_Checked(body, COUNT, False))
 
 
-def _validate(body: Any, allowed: frozenset[str], *, count_tokens: bool, verify_signatures: bool) -> None:
-    if not isinstance(body, dict):
+CREATE, COUNT = "create", "count_tokens"
+BOTH = frozenset({CREATE, COUNT})
+
+
+@dataclass
+class _Checked:
+    """One body going through the rules; earlier rules leave what later ones need."""
+
+    body: Any
+    endpoint: str
+    verify_signatures: bool
+    tool_names: set[str] = field(default_factory=set)
+    choice: str | None = None
+    thinking_on: bool = False
+
+
+def _validate(checked: _Checked) -> None:
+    if not isinstance(checked.body, dict):
         raise InvalidRequest("body: Input should be a valid dictionary (a JSON object)")
-    for key in body:
+    for rule, endpoints in RULES:
+        if checked.endpoint in endpoints:
+            try:
+                rule(checked)
+            except BlockProblem as exc:
+                raise InvalidRequest(str(exc)) from None
+
+
+def _fields(c: _Checked) -> None:
+    allowed = CREATE_FIELDS if c.endpoint == CREATE else COUNT_FIELDS
+    for key in c.body:
         if key not in allowed:
             raise InvalidRequest(f"{key}: Extra inputs are not permitted")
-    model = body.get("model")
+
+
+def _model(c: _Checked) -> None:
+    model = c.body.get("model")
     if model is None:
         raise InvalidRequest("model: Field required")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Input should be a valid non-empty string")
-    if not count_tokens:
-        if "max_tokens" not in body:
-            raise InvalidRequest("max_tokens: Field required")
-        max_tokens = body["max_tokens"]
-        if not _is_int(max_tokens):
-            raise InvalidRequest("max_tokens: Input should be a valid integer")
-        if max_tokens < 1:
-            raise InvalidRequest("max_tokens: Input should be greater than or equal to 1")
-        _check_sampling(body)
-    else:
-        max_tokens = None
-    if "messages" not in body:
+
+
+def _max_tokens(c: _Checked) -> None:
+    if "max_tokens" not in c.body:
+        raise InvalidRequest("max_tokens: Field required")
+    max_tokens = c.body["max_tokens"]
+    if not _is_int(max_tokens):
+        raise InvalidRequest("max_tokens: Input should be a valid integer")
+    if max_tokens < 0:  # 0 pre-warms the prompt cache without generating (SDK max_tokens docstring)
+        raise InvalidRequest("max_tokens: Input should be greater than or equal to 0")
+
+
+def _messages_required(c: _Checked) -> None:
+    if "messages" not in c.body:
         raise InvalidRequest("messages: Field required")
-    _check_system(body.get("system"))
-    if "metadata" in body:
-        _check_metadata(body["metadata"])
-    tool_names = _check_tools(body.get("tools"))
-    choice = _check_tool_choice(body.get("tool_choice"), tool_names)
-    thinking_on = _check_thinking(body.get("thinking"), max_tokens, choice, body)
+
+
+def _history(c: _Checked) -> None:
     try:
-        check_messages(body["messages"])
-        if thinking_on:
-            check_thinking_history(body["messages"], True)
+        check_messages(c.body["messages"])
+        if c.thinking_on:
+            check_thinking_history(c.body["messages"], True)
     except HistoryError as exc:
         raise InvalidRequest(str(exc)) from None
-    if verify_signatures:
-        _check_signatures(body["messages"])
+
+
+def _signatures(c: _Checked) -> None:
+    if c.verify_signatures:
+        _check_signatures(c.body["messages"])
+
+
+def _sampling(c: _Checked) -> None:
+    _check_sampling(c.body)
 
 
 def _check_sampling(body: Mapping[str, Any]) -> None:
@@ -151,6 +200,11 @@ def _check_sampling(body: Mapping[str, Any]) -> None:
         seqs = body["stop_sequences"]
         if not isinstance(seqs, list) or not all(isinstance(s, str) for s in seqs):
             raise InvalidRequest("stop_sequences: Input should be a valid list of strings")
+        for n, seq in enumerate(seqs):  # API docs (stop sequences): each must contain non-whitespace
+            if not seq.strip():
+                raise InvalidRequest(
+                    f"stop_sequences.{n}: stop sequences must contain non-whitespace characters (got {seq!r})"
+                )
 
 
 def _check_system(system: Any) -> None:
@@ -215,6 +269,7 @@ def _check_tools(tools: Any) -> set[str]:
                         f"{where}.input_schema: input_schema does not support oneOf, allOf, or anyOf at the "
                         "top level"
                     )
+            check_input_schema(where, schema)
         if name in names:
             raise InvalidRequest(f"tools: Tool names must be unique (duplicate: {name})")
         names.add(name)
@@ -235,7 +290,10 @@ def _check_tool_choice(choice: Any, tool_names: set[str]) -> str | None:
             f"tool_choice: Input tag {ctype!r} found using 'type' does not match any of the expected tags: "
             "'auto', 'any', 'tool', 'none'"
         )
-    allowed = {"type", "disable_parallel_tool_use"} | ({"name"} if ctype == "tool" else set())
+    # SDK ToolChoice*Param: auto/any/tool take `disable_parallel_tool_use`, none has only `type`
+    allowed = {"type"} if ctype == "none" else {"type", "disable_parallel_tool_use"}
+    if ctype == "tool":
+        allowed.add("name")
     for key in choice:
         if key not in allowed:
             raise InvalidRequest(f"tool_choice.{ctype}.{key}: Extra inputs are not permitted")
@@ -278,7 +336,10 @@ def _check_thinking(
             raise InvalidRequest(f"`max_tokens` must be greater than `thinking.budget_tokens`. {_DOCS}")
         if thinking.get("display", "summarized") not in ("summarized", "omitted"):
             raise InvalidRequest("thinking.enabled.display: Input should be 'summarized' or 'omitted'")
-    elif ttype != "adaptive":
+    elif ttype == "adaptive":
+        if thinking.get("display", "summarized") not in ("summarized", "omitted"):
+            raise InvalidRequest("thinking.adaptive.display: Input should be 'summarized' or 'omitted'")
+    else:
         raise InvalidRequest(
             f"thinking: Input tag {ttype!r} found using 'type' does not match any of the expected tags: "
             "'enabled', 'disabled', 'adaptive'"
@@ -306,3 +367,70 @@ def _check_signatures(messages: list[dict[str, Any]]) -> None:
                     f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block (send thinking "
                     "blocks back exactly as received)"
                 )
+
+
+def _system_rule(c: _Checked) -> None:
+    _check_system(c.body.get("system"))
+
+
+def _metadata_rule(c: _Checked) -> None:
+    if "metadata" in c.body:
+        _check_metadata(c.body["metadata"])
+
+
+def _tools_rule(c: _Checked) -> None:
+    c.tool_names = _check_tools(c.body.get("tools"))
+
+
+def _tool_choice_rule(c: _Checked) -> None:
+    c.choice = _check_tool_choice(c.body.get("tool_choice"), c.tool_names)
+
+
+def _thinking_rule(c: _Checked) -> None:
+    max_tokens = c.body.get("max_tokens") if c.endpoint == CREATE else None
+    c.thinking_on = _check_thinking(c.body.get("thinking"), max_tokens, c.choice, c.body)
+
+
+def _blocks_rule(c: _Checked) -> None:
+    check_blocks(c.body["messages"])
+
+
+def _cache_rule(c: _Checked) -> None:
+    check_cache_controls(c.body)
+
+
+# Every rule, in the order the server applies it, with the endpoints it covers.
+RULES: tuple[tuple[Callable[[_Checked], None], frozenset[str]], ...] = (
+    # §2 "Unknown fields are rejected ... `<field>: Extra inputs are not permitted`"; the field lists
+    # are SDK 2.12 MessageCreateParams / MessageCountTokensParams plus the documented sampling fields.
+    (_fields, BOTH),
+    # §2 `model`: string, required.
+    (_model, BOTH),
+    # §2 `max_tokens`: int, required; 0 allowed for cache pre-warming (SDK docstring). §10: not on count.
+    (_max_tokens, frozenset({CREATE})),
+    # §2 sampling ranges, temperature xor top_p, stop_sequences (+ API docs: non-whitespace sequences).
+    (_sampling, frozenset({CREATE})),
+    # §2 `messages` required.
+    (_messages_required, BOTH),
+    # §2 `system`: a string or text blocks (non-empty text, §3).
+    (_system_rule, BOTH),
+    # §2 `metadata`: `user_id` is the only field.
+    (_metadata_rule, frozenset({CREATE})),
+    # §4 tool definitions: name pattern, unique names, root type object, no root combinators, and
+    # tool-use docs: input_schema must be valid JSON Schema draft 2020-12.
+    (_tools_rule, BOTH),
+    # §4 tool_choice tags; SDK ToolChoiceNoneParam has no `disable_parallel_tool_use`.
+    (_tool_choice_rule, BOTH),
+    # §5 thinking configs (SDK ThinkingConfig*Param: `display` summarized | omitted) and their limits.
+    (_thinking_rule, BOTH),
+    # §3-§5 the history: roles, non-empty text (also in tool_result content), the tool-result rule,
+    # thinking preservation; consecutive same-role messages are one turn.
+    (_history, BOTH),
+    # §3 + SDK content-block params: known block types, closed text/tool_use blocks, image/document
+    # sources, what tool_result.content may hold.
+    (_blocks_rule, BOTH),
+    # §6 + SDK CacheControlEphemeralParam: well-formed cache_control, at most 4 breakpoints.
+    (_cache_rule, BOTH),
+    # §5 "altered text gives 'Invalid `signature` in `thinking` block'".
+    (_signatures, frozenset({CREATE})),
+)

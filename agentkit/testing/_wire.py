@@ -160,6 +160,8 @@ def message_events(
             yield _block_start(index, {**start, "text": ""})
             for piece in _chunks(text, _text_pieces(text)):
                 yield _block_delta(index, {"type": "text_delta", "text": piece})
+            for citation in block.get("citations") or ():  # §9: citations_delta appends to citations
+                yield _block_delta(index, {"type": "citations_delta", "citation": citation})
         elif btype in ("tool_use", "server_tool_use"):
             yield _block_start(index, {**block, "input": {}})
             if index in cut:
@@ -177,6 +179,10 @@ def message_events(
             for piece in _chunks(thinking, _text_pieces(thinking)):
                 yield _block_delta(index, {"type": "thinking_delta", "thinking": piece})
             yield _block_delta(index, {"type": "signature_delta", "signature": block.get("signature") or ""})
+        elif btype == "compaction":  # beta: the start carries nulls, one compaction_delta fills them
+            yield _block_start(index, {**block, "content": None, "encrypted_content": None})
+            fill = {k: block.get(k) for k in ("content", "encrypted_content")}
+            yield _block_delta(index, {"type": "compaction_delta", **fill})
         else:  # redacted_thinking, server tool results, anything else: whole in the start event
             yield _block_start(index, block)
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
