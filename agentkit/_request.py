@@ -3,7 +3,7 @@ history and ``tool_choice`` of each turn added per request, with prompt-caching 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from .types import TextBlock, to_wire
@@ -14,7 +14,7 @@ _EPHEMERAL = {"type": "ephemeral"}
 class RequestBuilder:
     """Builds each request of an agent's runs."""
 
-    __slots__ = ("_head", "_middle", "_tail", "cache", "has_tools")
+    __slots__ = ("_dynamic", "_head", "_middle", "_tail", "cache", "has_tools")
 
     def __init__(
         self,
@@ -26,8 +26,12 @@ class RequestBuilder:
         thinking: dict[str, Any] | None,
         sampling: dict[str, Any],
         cache: bool,
+        dynamic_tools: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``dynamic_tools``, when given, returns the tool definitions of each request (tool providers'
+        lists may change between requests); ``tool_defs`` is then unused."""
         self.cache = cache
+        self._dynamic = dynamic_tools
         self.has_tools = bool(tool_defs)
         self._head = (model, max_tokens)
         self._middle: dict[str, Any] = {}  # between the messages and tool_choice, as the API documents it
@@ -50,7 +54,15 @@ class RequestBuilder:
             "messages": _with_last_turn_breakpoint(messages) if self.cache else messages,
             **self._middle,
         }
-        if self.has_tools and tool_choice is not None:
+        has_tools = self.has_tools
+        if self._dynamic is not None:
+            tool_defs = self._dynamic()
+            has_tools = bool(tool_defs)
+            if tool_defs:
+                if self.cache:
+                    tool_defs = [*tool_defs[:-1], {**tool_defs[-1], "cache_control": dict(_EPHEMERAL)}]
+                body["tools"] = tool_defs
+        if has_tools and tool_choice is not None:
             body["tool_choice"] = tool_choice
         if self._tail:
             body.update(self._tail)
