@@ -146,7 +146,13 @@ class Session:
                     async for job in self._receive:
                         job.finish(failure)
                     return
-        finally:
+        finally:  # nothing queued is left waiting, and later jobs are answered at once
+            self.down = self.down or MCPTransportError("the MCP session is closed")
+            while True:
+                try:
+                    self._receive.receive_nowait().finish(self.down)
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
             self._receive.close()
             self.finished.set()
 
