@@ -4,7 +4,10 @@ a client must survive, and end to end through Agent + LocalServer."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -338,3 +341,38 @@ async def test_cancelling_a_run_closes_the_session_cleanly(transport: str) -> No
         api.policy = Script([reply.tool_use("add", {"a": 3, "b": 4}, "toolu_y"), reply.text("7")])
         result = await agent.run("add")
         assert results(result.messages)["toolu_y"].content == "7"
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "agentkit", *args],
+        capture_output=True,
+        encoding="utf-8",
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_cli_runs_with_mcp_tools(transport: str, request: pytest.FixtureRequest) -> None:
+    stdio = f"python {DATA / 'mcp_demo_server.py'}"
+    spec = stdio if transport == "stdio" else request.getfixturevalue("http_url")
+    done = cli("run", "What is the weather in Oslo?", "--mcp", spec)
+    assert done.returncode == 0, done.stderr
+    assert '→ weather({"city": "Oslo"})' in done.stdout
+    assert "celsius: 21.5" in done.stdout
+
+
+def test_cli_tools_show_prints_what_the_model_sees(http_url: str) -> None:
+    done = cli("tools", "show", "tools.clock", "--mcp", http_url)
+    assert done.returncode == 0, done.stderr
+    names = [d["name"] for d in json.loads(done.stdout)]
+    assert names[:2] == ["current_time", "convert_time"] and "add" in names and "distance" in names
+    refused = cli("tools", "show", "--mcp", "ftp://nowhere/x")
+    assert refused.returncode == 2 and "a URL must be http(s)" in refused.stderr
