@@ -214,6 +214,32 @@ async def test_agent_over_a_transport(transport: str, request: pytest.FixtureReq
         assert not mcp.is_open
 
 
+async def test_concurrent_runs_share_one_session_opened_by_the_agent() -> None:
+    mcp = MCPToolset(stdio=STDIO, timeout=20)  # two sessions would be two processes: they never meet
+    meet = {"party": 2}
+    script = Script(
+        [
+            reply.tool_use("rendezvous", meet, "toolu_r1"),
+            reply.tool_use("rendezvous", meet, "toolu_r2"),
+            reply.text("met"),
+            reply.text("met"),
+        ]
+    )
+    got: list[str] = []
+    with LocalServer(policy=script) as api:
+        agent = agent_for(api, [mcp])
+
+        async def one() -> None:
+            result = await agent.run("meet")
+            got.extend(str(r.content) for r in results(result.messages).values())
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(one)
+            group.start_soon(one)
+    assert got == ["met 2", "met 2"]
+    assert not mcp.is_open
+
+
 async def test_list_changed_reaches_the_next_request() -> None:
     script = Script(
         [
@@ -256,6 +282,22 @@ async def test_a_name_taken_by_a_tool_is_refused() -> None:
         agent = agent_for(api, [add, MCPToolset(server=make_server())])
         with pytest.raises(ToolDefinitionError, match=r"duplicate tool name 'add'.*prefix"):
             await agent.run("hi")
+
+
+@pytest.mark.parametrize("transport", ["inproc", "stdio"])
+async def test_calls_run_concurrently(transport: str) -> None:
+    server = make_server() if transport == "inproc" else None
+    mcp = MCPToolset(server=server, timeout=20) if server else MCPToolset(stdio=STDIO, timeout=20)
+    outcomes: list[Any] = []
+
+    async def one(i: int) -> None:
+        outcomes.append(await mcp.execute(call("rendezvous", {"party": 3}, id=f"toolu_{i}")))
+
+    async with mcp:
+        async with anyio.create_task_group() as group:
+            for i in range(3):
+                group.start_soon(one, i)
+    assert [o.result.content for o in outcomes] == ["met 3"] * 3
 
 
 # --- faults --------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ class Session:
         self._closing = False
         self.finished = anyio.Event()
         self._subscription: Any = None
+        self._start: Callable[[Job], None] | None = None
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -109,9 +110,13 @@ class Session:
         if self.down is not None:
             job.finish(self.down)
             return job
+        start = self._start
         try:
-            self._send.send_nowait(job)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if start is not None:  # connected: the job runs in the session's task group
+                start(job)
+            else:
+                self._send.send_nowait(job)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeError):
             job.finish(MCPTransportError("the MCP session is closed"))
             return job
         try:
@@ -126,6 +131,7 @@ class Session:
     def close(self) -> None:
         """Stop taking jobs; the task cancels those in flight, closes the session and returns."""
         self._closing = True
+        self._start = None
         self._send.close()
 
     # -- the session task ----------------------------------------------------------------------
@@ -211,11 +217,19 @@ class Session:
             if subscription is not None:
                 self._subscription = None
                 group.start_soon(self._drain_events, subscription)
-            async for job in self._receive:
-                if not job.abandoned:
-                    group.start_soon(self._do, client, job, failure, group.cancel_scope)
-                if failure:
-                    break
+
+            def start(job: Job) -> None:
+                group.start_soon(self._do, client, job, failure, group.cancel_scope)
+
+            self._start = start  # callers start their jobs in this group directly (one hop less)
+            try:
+                async for job in self._receive:  # jobs queued while (re)connecting
+                    if not job.abandoned:
+                        start(job)
+                    if failure:
+                        break
+            finally:
+                self._start = None
             group.cancel_scope.cancel()  # closed (or broken): stop the listener and calls in flight
         return failure[0] if failure else None
 
@@ -246,6 +260,7 @@ class Session:
                         job.error = _as_error(exc, True)
                         if isinstance(job.error, MCPTransportError):
                             failure.append(job.error)
+                            self._start = None  # later jobs wait for the reconnect
                             scope.cancel()
                 if timer.cancelled_caught:
                     job.error = MCPTimeoutError(f"no answer within {job.timeout:g}s")

@@ -156,6 +156,7 @@ class MCPToolset:
         self._stale = False
         self._users = 0
         self._idle = anyio.Event()
+        self._opening: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"MCPToolset({self.label!r})"
@@ -168,8 +169,16 @@ class MCPToolset:
         return self._group is not None
 
     async def __aenter__(self) -> Self:
-        if self._group is not None:
+        if self._group is not None or self._opening is not None:
             raise ConfigurationError(f"{self!r} is open already; enter it once (runs share the session)")
+        self._opening = opening = anyio.Event()
+        try:
+            return await self._open()
+        finally:
+            self._opening = None
+            opening.set()
+
+    async def _open(self) -> Self:
         started = time.perf_counter()
         session = Session(
             self._client,
@@ -217,6 +226,8 @@ class MCPToolset:
     async def open_for_run(self) -> AsyncIterator[None]:
         """Open the session for one run unless it is open already (then the run shares it). The run
         that opened it closes it at its end, once other runs sharing it are done."""
+        if self._opening is not None:  # another run is opening it: share that session
+            await self._opening.wait()
         if self._group is not None:
             async with self._lease():
                 yield

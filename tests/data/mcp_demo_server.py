@@ -94,6 +94,18 @@ def make_server(name: str = "demo") -> MCPServer:
         await anyio.sleep(3600)
         return "late"
 
+    arrived: list[None] = []
+    everyone = anyio.Event()
+
+    @server.tool()
+    async def rendezvous(party: int) -> str:
+        """Answers once `party` calls are waiting at once (calls made one after another never meet)."""
+        arrived.append(None)
+        if len(arrived) >= party:
+            everyone.set()
+        await everyone.wait()
+        return f"met {len(arrived)}"
+
     @server.tool()
     def pid() -> int:
         """The server's process id."""
