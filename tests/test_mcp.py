@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as mt
 import pytest
 import structlog
 import uvicorn
@@ -418,3 +419,48 @@ def test_cli_tools_show_prints_what_the_model_sees(http_url: str) -> None:
     assert names[:2] == ["current_time", "convert_time"] and "add" in names and "distance" in names
     refused = cli("tools", "show", "--mcp", "ftp://nowhere/x")
     assert refused.returncode == 2 and "a URL must be http(s)" in refused.stderr
+
+
+async def test_a_lowlevel_server_with_awkward_tools() -> None:
+    """Names the API refuses are made valid, a root anyOf becomes one object, a dangling $ref becomes a
+    permissive object; calls reach the server under its own names."""
+    from mcp.server import Server
+
+    seen: list[str] = []
+    awkward = [
+        mt.Tool(
+            name="files.read",
+            description="Read a file.",
+            input_schema={"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+        ),
+        mt.Tool(
+            name="lookup",
+            input_schema={
+                "type": "object",
+                "anyOf": [
+                    {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id", "v"]},
+                    {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["v"]},
+                ]
+            },
+        ),
+        mt.Tool(name="broken", input_schema={"type": "object", "properties": {"x": {"$ref": "#/$defs/X"}}}),
+    ]
+
+    async def list_tools(ctx: Any, params: Any) -> mt.ListToolsResult:
+        return mt.ListToolsResult(tools=awkward)
+
+    async def call_tool(ctx: Any, params: Any) -> mt.CallToolResult:
+        seen.append(params.name)
+        return mt.CallToolResult(content=[mt.TextContent(type="text", text=f"ran {params.name}")])
+
+    server = Server("awkward", on_list_tools=list_tools, on_call_tool=call_tool)
+    async with MCPToolset(server=server) as mcp:
+        defs = {d["name"]: d for d in mcp.definitions()}
+        assert set(defs) == {"files_read", "lookup", "broken"}
+        lookup = defs["lookup"]["input_schema"]
+        assert lookup["type"] == "object" and "anyOf" not in lookup
+        assert set(lookup["properties"]) == {"id", "email"} and lookup["required"] == ["v"]
+        assert defs["broken"]["input_schema"] == {"type": "object", "additionalProperties": True}
+        outcome = await mcp.execute(call("files_read", {"path": "/etc/hosts"}))
+        assert outcome.result.content == "ran files.read" and seen == ["files.read"]
+        assert (await mcp.execute(call("lookup", {"id": 1, "v": 2}))).result.content == "ran lookup"
