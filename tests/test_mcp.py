@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +54,49 @@ def agent_for(server: LocalServer, tools: list[Any], **kwargs: Any) -> Agent[Any
     return Agent(client, model=MODEL, tools=tools, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def http_url() -> Iterator[str]:
-    """The demo server over streamable HTTP, served by uvicorn on a free port of 127.0.0.1."""
+@contextmanager
+def serve_http(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1, in a thread; yields its /mcp URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = make_server("http-demo").streamable_http_app()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.02)
-    yield f"http://127.0.0.1:{port}/mcp"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    """The demo server over streamable HTTP."""
+    with serve_http(make_server("http-demo").streamable_http_app()) as url:
+        yield url
+
+
+TOKEN = "mcp-s3cret-token-7Qx9"
+
+
+@pytest.fixture(scope="module")
+def guarded_url() -> Iterator[str]:
+    """The demo server over HTTP behind a bearer token (401 without it)."""
+    inner = make_server("guarded").streamable_http_app()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (b"authorization", f"Bearer {TOKEN}".encode()) not in scope["headers"]:
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"no"})
+            return
+        await inner(scope, receive, send)
+
+    with serve_http(app) as url:
+        yield url
 
 
 # --- definitions ---------------------------------------------------------------------------------
@@ -132,6 +160,21 @@ def test_bad_arguments_are_refused_where_given() -> None:
         MCPToolset(server=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="requires_approval='add'"):
         MCPToolset(server=make_server(), requires_approval="add")
+
+
+async def test_headers_reach_the_server_and_never_the_logs(guarded_url: str) -> None:
+    with pytest.raises(MCPConnectionError):
+        async with MCPToolset(url=guarded_url, connect_timeout=10):
+            pass
+    with structlog.testing.capture_logs() as logs:
+        mcp = MCPToolset(url=guarded_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=1)
+        async with mcp:
+            assert (await mcp.execute(call("add", {"a": 1, "b": 1}))).result.content == "2"
+            await mcp.execute(call("hang", {}))  # a timeout: logged, with the server's label
+    assert any(e["event"] == "mcp.call.error" for e in logs)
+    assert TOKEN not in repr(mcp) and TOKEN not in str(logs)
+    with pytest.raises(ConfigurationError, match="headers are for url"):
+        MCPToolset(stdio=STDIO, headers={"a": "b"})
 
 
 # --- results -------------------------------------------------------------------------------------

@@ -14,16 +14,18 @@ from typing import Any, Self, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 import jsonschema  # type: ignore[import-untyped]  # a dependency of mcp
 from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 from mcp.client.session import MessageHandlerFnT
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server
 from mcp.server.mcpserver import MCPServer
 
 from .._context import RunContext
 from .._exceptions import ConfigurationError
-from .._logging import get_logger
+from .._logging import _register_secret, get_logger
 from .._tool import DEFAULT_MAX_RESULT_CHARS
 from .._tool_run import ToolOutcome, ToolStatus
 from ..types import ToolResultBlock, ToolUseBlock
@@ -102,6 +104,8 @@ class MCPToolset:
         connect_timeout: seconds to start the session and to list the tools.
         max_result_chars: longer text results are cut, with a marker.
         env, cwd: the subprocess's extra environment variables and working directory (``stdio``).
+        headers: HTTP headers sent with every request to ``url`` (e.g. ``authorization``); their values
+            are scrubbed from every log line and never shown in a repr.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class MCPToolset:
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         given = [k for k, v in (("stdio", stdio), ("url", url), ("server", server)) if v is not None]
         if len(given) != 1:
@@ -126,6 +131,7 @@ class MCPToolset:
                 f"server=<MCPServer>; got {', '.join(given) or 'none'}"
             )
         self._target, self.label = _target(stdio, url, server, env, cwd)
+        self._headers = _headers(headers, url)
         if not isinstance(prefix, str):
             raise ConfigurationError(f"MCPToolset(prefix=...): got {prefix!r}; expected a str")
         self.prefix = prefix
@@ -220,7 +226,8 @@ class MCPToolset:
         self._log.info("mcp.session.closed")
 
     def _client(self, on_message: MessageHandlerFnT) -> Client:
-        return Client(self._target, message_handler=on_message, cache=None)
+        target = self._target if self._headers is None else _http_with_headers(self._target, self._headers)
+        return Client(target, message_handler=on_message, cache=None)
 
     @asynccontextmanager
     async def open_for_run(self) -> AsyncIterator[None]:
@@ -324,6 +331,32 @@ class MCPToolset:
             return self.definitions()
         async with self:
             return self.definitions()
+
+
+def _headers(headers: Mapping[str, str] | None, url: str | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    if url is None:
+        raise ConfigurationError("MCPToolset(headers=...): headers are for url=...; stdio servers get env=")
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ConfigurationError("MCPToolset(headers=...): expected a dict of str to str")
+    for value in headers.values():
+        _register_secret(value.split(" ", 1)[-1])  # "Bearer <token>": the token itself
+        _register_secret(value)
+    return dict(headers)
+
+
+@asynccontextmanager
+async def _http_with_headers(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    """A streamable HTTP transport whose requests carry ``headers`` (a fresh client per connection)."""
+    timeout = httpx2.Timeout(30.0, read=300.0)  # the SDK's own: a server may hold a stream open
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 def _path(path: Any) -> str:
