@@ -394,6 +394,15 @@ async def test_garbage_instead_of_json_rpc_is_a_connection_error() -> None:
         assert api.requests == []
 
 
+async def test_invalid_json_rpc_mid_session_is_survived() -> None:
+    """A line of garbage and an answer to no request arrive before the real answer: the call is still
+    answered, and the session goes on."""
+    async with MCPToolset(stdio=[sys.executable, str(DATA / "mcp_garbling_proxy.py")], timeout=10) as mcp:
+        garbled = await mcp.execute(call("garble"))
+        assert garbled.result.content == "after garbage" and not garbled.result.is_error
+        assert (await mcp.execute(call("add", {"a": 1, "b": 2}))).result.content == "3"
+
+
 async def test_a_hang_past_the_timeout_leaves_the_session_usable() -> None:
     async with MCPToolset(stdio=STDIO, timeout=0.5) as mcp:
         hung = await mcp.execute(call("hang"))

@@ -107,6 +107,11 @@ def make_server(name: str = "demo") -> MCPServer:
         return f"met {len(arrived)}"
 
     @server.tool()
+    def garble() -> str:
+        """Answers "after garbage" (mcp_garbling_proxy.py puts invalid JSON-RPC before this answer)."""
+        return "after garbage"
+
+    @server.tool()
     def pid() -> int:
         """The server's process id."""
         return os.getpid()
