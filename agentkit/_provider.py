@@ -7,15 +7,16 @@ toolset to :meth:`~ToolProvider.refresh`, so the request carries the current def
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from ._context import RunContext
+from ._exceptions import ToolDefinitionError
 from ._tool_run import ToolOutcome
 from .types import ToolUseBlock
 
-__all__ = ["ProvidedTool", "ToolProvider"]
+__all__ = ["ProvidedTool", "ToolProvider", "open_providers", "refresh_providers"]
 
 
 @runtime_checkable
@@ -58,3 +59,30 @@ class ToolProvider(Protocol):
     ) -> ToolOutcome:
         """Run one call; never raises for anything the server or the model did wrong."""
         ...
+
+
+@asynccontextmanager
+async def open_providers(
+    providers: Sequence[ToolProvider], refresh: Callable[[], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Each provider opened for the block (unless open already), then the definitions refreshed."""
+    async with AsyncExitStack() as stack:
+        for provider in providers:
+            await stack.enter_async_context(provider.open_for_run())
+        await refresh()
+        yield
+
+
+async def refresh_providers(providers: Sequence[ToolProvider], taken: Collection[str]) -> None:
+    """Refresh each provider; a provided name already taken (by a tool or another provider) raises."""
+    seen = set(taken)
+    for provider in providers:
+        await provider.refresh()
+        for definition in provider.definitions():
+            name = definition["name"]
+            if name in seen:
+                raise ToolDefinitionError(
+                    f"duplicate tool name {name!r}: {provider!r} provides a tool whose name is already "
+                    "taken; give the provider a name prefix (e.g. MCPToolset(..., prefix='srv_'))."
+                )
+            seen.add(name)

@@ -12,7 +12,7 @@ import functools
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from types import ModuleType
 from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
 
@@ -23,7 +23,7 @@ from . import _validate
 from ._context import RunContext
 from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
-from ._provider import ProvidedTool, ToolProvider
+from ._provider import ProvidedTool, ToolProvider, open_providers, refresh_providers
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
 from ._tool_result import Image, UnserialisableError, to_content, truncate
 from ._tool_run import Collected, ToolOutcome, ToolStatus, collect_async, run_in_thread
@@ -462,28 +462,13 @@ class Toolset:
         """The tool providers (e.g. MCP servers), in order."""
         return list(self._providers)
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    def running(self) -> AbstractAsyncContextManager[None]:
         """Open every provider not open yet, for the block's lifetime (the agent does this per run)."""
-        async with AsyncExitStack() as stack:
-            for provider in self._providers:
-                await stack.enter_async_context(provider.open_for_run())
-            await self.refresh()
-            yield
+        return open_providers(self._providers, self.refresh)
 
     async def refresh(self) -> None:
         """Bring the providers' definitions up to date; a name given twice raises ToolDefinitionError."""
-        seen = set(self._tools)
-        for provider in self._providers:
-            await provider.refresh()
-            for definition in provider.definitions():
-                name = definition["name"]
-                if name in seen:
-                    raise ToolDefinitionError(
-                        f"duplicate tool name {name!r}: {provider!r} provides a tool whose name is already "
-                        "taken; give the provider a name prefix (e.g. MCPToolset(..., prefix='srv_'))."
-                    )
-                seen.add(name)
+        await refresh_providers(self._providers, self._tools)
 
     def __getitem__(self, name: str) -> Tool[..., Any]:
         return self._tools[name]
