@@ -421,10 +421,14 @@ async def test_cancelled_call_then_the_session_still_works() -> None:
             assert (await mcp.execute(call("add", {"a": 1, "b": 2}))).result.content == "3"
 
 
-@pytest.mark.parametrize("transport", ["inproc", "stdio"])
-async def test_cancelling_a_run_closes_the_session_cleanly(transport: str) -> None:
-    server = make_server()
-    mcp = MCPToolset(server=server) if transport == "inproc" else MCPToolset(stdio=STDIO)
+@pytest.mark.parametrize("transport", ["inproc", "stdio", "http"])
+async def test_cancelling_a_run_closes_the_session_cleanly(
+    transport: str, request: pytest.FixtureRequest
+) -> None:
+    if transport == "http":
+        mcp = MCPToolset(url=request.getfixturevalue("http_url"))
+    else:
+        mcp = MCPToolset(server=make_server()) if transport == "inproc" else MCPToolset(stdio=STDIO)
     script = Script([reply.tool_uses([("hang", {}, "toolu_h"), ("add", {"a": 1, "b": 1}, "toolu_x")])])
     with LocalServer(policy=script) as api:
         agent = agent_for(api, [mcp])
