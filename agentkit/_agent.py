@@ -25,6 +25,7 @@ from ._exceptions import ApprovalError, ConfigurationError
 from ._logging import get_logger
 from ._loop import Emit, _Run, drive
 from ._output import OUTPUT_TOOL, OutputTool
+from ._provider import ToolProvider
 from ._request import RequestBuilder
 from ._state import Approve, Decision, Defer, Deny, RunState
 from ._tool import Tool, Toolset
@@ -79,7 +80,8 @@ class Agent(Generic[DepsT, OutputT]):
     Args:
         client: the :class:`Client` (default: ``Client()`` from the environment).
         model: the model id; defaults to ``ANTHROPIC_MODEL``. Required one way or the other.
-        tools: tools (``@tool`` functions, plain typed functions, or a :class:`Toolset`).
+        tools: tools (``@tool`` functions, plain typed functions, tool providers such as
+            ``agentkit.mcp.MCPToolset``, or a :class:`Toolset`).
         system: the system prompt (string or text blocks).
         max_tokens: output cap per request.
         tool_choice: ``{"type": "auto"|"any"|"tool"|"none", ...}``. A forced choice (``any``/``tool``)
@@ -125,7 +127,7 @@ class Agent(Generic[DepsT, OutputT]):
         client: Client | None = None,
         *,
         model: str | None = None,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] | Toolset = (),
+        tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolProvider] | Toolset = (),
         system: str | Sequence[Mapping[str, Any] | TextBlock] | None = None,
         max_tokens: int = 4096,
         tool_choice: Mapping[str, Any] | BaseModel | None = None,
@@ -234,7 +236,13 @@ class Agent(Generic[DepsT, OutputT]):
             thinking=self.thinking,
             sampling=self._sampling,
             cache=cache,
+            dynamic_tools=self._tool_definitions if self.toolset.providers else None,
         )
+
+    def _tool_definitions(self) -> list[dict[str, Any]]:
+        """The tools of the next request: the toolset's current ones, then the output tool if any."""
+        defs = self.toolset.definitions()
+        return [*defs, self._output.definition] if self._output is not None else defs
 
     @property
     def client(self) -> Client:
@@ -466,7 +474,7 @@ class Agent(Generic[DepsT, OutputT]):
                 )
             elif isinstance(decision, Approve):
                 if decision.input is not None:
-                    found = self.toolset.get(call.name)
+                    found = self.toolset.lookup(call.name)
                     problem = found.check_input(decision.input) if found is not None else None
                     if problem is not None:
                         raise ApprovalError(

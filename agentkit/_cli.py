@@ -26,7 +26,7 @@ import anyio
 from . import __version__
 from ._agent import Agent, Conversation
 from ._cli_output import LogStream, Renderer, Screen, escape_line, json_text
-from ._cli_tools import RULE, LoadedTools, ToolLoadError, load_tools
+from ._cli_tools import RULE, LoadedTools, ToolLoadError, load_tools, mcp_toolsets
 from ._client import Client
 from ._events import RunFinished
 from ._exceptions import AgentKitError, AgentRunError, ConfigurationError, ToolDefinitionError
@@ -37,6 +37,10 @@ __all__ = ["main"]
 
 OFFLINE_MODEL = "agentkit-offline"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MCP_HELP = (
+    "an MCP server whose tools the agent may call: a command line ('python -m my_server') run over "
+    "stdio, or a streamable HTTP URL (http://127.0.0.1:8000/mcp); repeatable (needs agentkit[mcp])"
+)
 
 
 class _UsageError(Exception):
@@ -95,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
             metavar="DIR",
             help="the directory tools.files may read (read-only; default: the current directory)",
         )
+        sub.add_argument("--mcp", action="append", default=[], metavar="COMMAND_OR_URL", help=MCP_HELP)
         sub.add_argument("--model", help="model id (default: $ANTHROPIC_MODEL; offline: agentkit-offline)")
         sub.add_argument("--system", help="system prompt")
         sub.add_argument(
@@ -127,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     show = tools_commands.add_parser(
         "show", help="print tool definitions as the model sees them (JSON)", epilog=RULE
     )
-    show.add_argument("source", nargs="+", metavar="MODULE_OR_FILE")
+    show.add_argument("source", nargs="*", metavar="MODULE_OR_FILE")
     show.add_argument("--files-root", metavar="DIR", help="the directory tools.files may read")
+    show.add_argument("--mcp", action="append", default=[], metavar="COMMAND_OR_URL", help=MCP_HELP)
     show.set_defaults(handler=_cmd_tools_show)
 
     def tools_help(_args: argparse.Namespace) -> int:
@@ -144,8 +150,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_tools_show(args: argparse.Namespace) -> int:
     _configure_logs(0, args.screen)  # warnings about the tools (undocumented parameters) are escaped too
-    loaded = load_tools(args.source, files_root=args.files_root)
-    print(json_text(loaded.toolset.definitions(), indent=2), flush=True)
+    if not args.source and not args.mcp:
+        raise _UsageError("tools show: name a MODULE_OR_FILE or an --mcp server")
+    loaded = load_tools(args.source, files_root=args.files_root) if args.source else None
+    toolset = Toolset([*(loaded.toolset if loaded else ()), *mcp_toolsets(args.mcp)])
+
+    async def definitions() -> list[dict[str, Any]]:
+        async with toolset.running():  # MCP servers: opened, listed, closed
+            return toolset.definitions()
+
+    print(json_text(anyio.run(definitions), indent=2), flush=True)
     return EXIT_OK
 
 
@@ -160,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         async def go() -> int:
             try:
-                async with agent.stream(prompt) as events:
+                async with agent.toolset.running(), agent.stream(prompt) as events:
                     async for event in events:
                         if args.json:
                             screen.line(json_text(event.to_dict()))
@@ -218,7 +232,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                             _reprompt()
 
             try:
-                async with anyio.create_task_group() as group:
+                async with agent.toolset.running(), anyio.create_task_group() as group:
                     group.start_soon(watch_interrupts)
                     while True:
                         try:
@@ -278,7 +292,7 @@ def _configure_logs(verbose: int, screen: Screen) -> None:
 def _build_agent(args: argparse.Namespace, stack: ExitStack) -> tuple[Agent[Any, Any], bool]:
     screen: Screen = args.screen
     loaded = load_tools(args.tools, files_root=args.files_root) if args.tools or args.files_root else None
-    toolset = loaded.toolset if loaded else Toolset()
+    toolset = Toolset([*(loaded.toolset if loaded else ()), *mcp_toolsets(args.mcp)])
     base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL")
     key = os.environ.get("ANTHROPIC_API_KEY")
     offline = args.offline or (not key and not base_url)

@@ -26,7 +26,7 @@ from typing import Any
 from ._exceptions import ToolDefinitionError
 from ._tool import Tool, Toolset
 
-__all__ = ["BUNDLED", "LoadedTools", "load_tools"]
+__all__ = ["BUNDLED", "LoadedTools", "load_tools", "mcp_toolsets"]
 
 BUNDLED = ("calculator", "clock", "files", "http", "weather")
 _FILES_MODULE = "agentkit.tools.files"
@@ -152,3 +152,21 @@ def _user_has(package: str, child: str, cwd: str) -> bool:
         return False
     locations = list(spec.submodule_search_locations)
     return importlib.machinery.PathFinder.find_spec(child, locations) is not None
+
+
+def mcp_toolsets(specs: Sequence[str]) -> list[Any]:
+    """An ``MCPToolset`` per ``--mcp``: an ``http(s)://`` URL (streamable HTTP), else a command line."""
+    if not specs:
+        return []
+    try:
+        from .mcp import MCPToolset
+    except ImportError as exc:
+        raise ToolLoadError(f"--mcp needs the MCP SDK: pip install 'agentkit[mcp]' ({exc})") from exc
+    for spec in specs:
+        scheme = spec.split("://", 1)[0] if "://" in spec.split(" ", 1)[0] else None
+        if scheme is not None and scheme not in ("http", "https"):
+            raise ToolLoadError(
+                f"--mcp {spec}: a URL must be http(s)://... (streamable HTTP); otherwise give a command line"
+            )
+    is_url = [("://" in spec.split(" ", 1)[0]) for spec in specs]
+    return [MCPToolset(url=s) if url else MCPToolset(stdio=s) for s, url in zip(specs, is_url, strict=True)]

@@ -78,7 +78,7 @@ async def gate(run: _Run, turn: OpenTurn) -> None:
         if refusal is not None:
             turn.refused[tool_use.id] = error_result(tool_use.id, refusal)
             continue
-        found = agent.toolset.get(tool_use.name)
+        found = agent.toolset.lookup(tool_use.name)
         if found is not None and found.needs_approval(tool_use.input):
             _defer(run, turn, tool_use, None)
     turn.gated = True

@@ -311,7 +311,7 @@ def check_thinking_history(messages: list[dict[str, Any]], thinking_enabled: boo
         return
     placed = _first_block(messages, turns[start][1])
     first = placed[2] if placed else None
-    found = first.get("type") if _is_map(first) else "no content"
+    found = first.get("type") if isinstance(first, Mapping) else "no content"
     index = placed[0] if placed else turns[start][1][0]
     block = placed[1] if placed else 0
     raise _fail(

@@ -320,6 +320,14 @@ async def drive(run: _Run) -> RunResult[Any]:
 
 
 async def _steps(run: _Run) -> RunResult[Any]:
+    """:func:`_carry_out`, with the toolset's providers (MCP servers) open for the run's lifetime."""
+    if not run.agent.toolset.providers:
+        return await _carry_out(run)
+    async with run.agent.toolset.running():
+        return await _carry_out(run)
+
+
+async def _carry_out(run: _Run) -> RunResult[Any]:
     """Carry out steps, each in one place, until the run finishes or pauses (errors raise)."""
     state, agent, transcript = run.state, run.agent, run.transcript
     last: Message | str | None = None
@@ -399,6 +407,8 @@ async def _checkpoint(run: _Run, step: Any) -> None:
 async def _request(run: _Run) -> Message:
     """One model request: hooks, the history check, the request (streamed or not), usage, tracing."""
     state, agent, ctx = run.state, run.agent, run.ctx
+    if agent.toolset.providers:  # a provider's tool list may have changed (e.g. MCP list_changed)
+        await agent.toolset.refresh()
     body, dropped = agent._requests.body(run.transcript.wire, state.tool_choice)
     ctx.turn = state.turns + 1
     if dropped:

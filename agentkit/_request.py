@@ -11,7 +11,7 @@ a longer prefix). :func:`body` returns which were dropped, for the ``guard.cache
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from .types import TextBlock, to_wire
@@ -26,7 +26,7 @@ _Path = tuple[Any, ...]
 class RequestBuilder:
     """Builds each request of an agent's runs."""
 
-    __slots__ = ("_auto", "_head", "_middle", "_tail", "cache", "has_tools")
+    __slots__ = ("_auto", "_dynamic", "_head", "_middle", "_tail", "cache", "has_tools")
 
     def __init__(
         self,
@@ -38,8 +38,12 @@ class RequestBuilder:
         thinking: dict[str, Any] | None,
         sampling: dict[str, Any],
         cache: bool,
+        dynamic_tools: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``dynamic_tools``, when given, returns the tool definitions of each request (tool providers'
+        lists may change between requests); ``tool_defs`` is then unused."""
         self.cache = cache
+        self._dynamic = dynamic_tools
         self.has_tools = bool(tool_defs)
         self._head = (model, max_tokens)
         self._auto: list[_Path] = []  # breakpoints agentkit added to the fixed part
@@ -70,7 +74,16 @@ class RequestBuilder:
         for key in ("system", "tools"):  # the API documents system before tools
             if key in self._middle:
                 body[key] = self._middle[key]
-        if self.has_tools and tool_choice is not None:
+        has_tools = self.has_tools
+        if self._dynamic is not None:  # tool providers: the list of this request
+            tool_defs = self._dynamic()
+            has_tools = bool(tool_defs)
+            if tool_defs:
+                if self.cache and "cache_control" not in tool_defs[-1]:
+                    tool_defs = [*tool_defs[:-1], {**tool_defs[-1], "cache_control": dict(_EPHEMERAL)}]
+                    auto.insert(0, ("tools", len(tool_defs) - 1))
+                body["tools"] = tool_defs
+        if has_tools and tool_choice is not None:
             body["tool_choice"] = tool_choice
         if self._tail:
             body.update(self._tail)

@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import ModuleType
 from typing import Any, Generic, ParamSpec, Self, TypeAlias, TypeVar, cast, overload
 
@@ -22,6 +23,7 @@ from . import _validate
 from ._context import RunContext
 from ._exceptions import ConfigurationError, ToolDefinitionError, ToolError
 from ._logging import get_logger
+from ._provider import ProvidedTool, ToolProvider, open_providers, refresh_providers
 from ._schema import TOOL_NAME_PATTERN, FunctionSchema, format_validation_error, function_schema
 from ._server_tools import check_unique, is_server_tool, server_tool_definition
 from ._tool_result import Image, UnserialisableError, to_content, truncate
@@ -388,17 +390,27 @@ class Toolset:
     """An ordered set of tools with unique names: their definitions and a dispatcher.
 
     ``Toolset([get_weather, search])`` (plain callables are decorated on the fly),
-    :meth:`from_module`, :meth:`from_object`.
+    :meth:`from_module`, :meth:`from_object`. Tool providers (``agentkit.mcp.MCPToolset``) may stand
+    beside the tools: their definitions are fetched when a run starts and kept current per request.
     """
 
     def __init__(
-        self, tools: Iterable[Tool[..., Any] | Callable[..., Any] | Toolset | Mapping[str, Any]] = ()
+        self,
+        tools: Iterable[
+            Tool[..., Any] | Callable[..., Any] | Toolset | ToolProvider | Mapping[str, Any]
+        ] = (),
     ) -> None:
         self._tools: dict[str, Tool[..., Any]] = {}
         self._server: dict[str, dict[str, Any]] = {}  # server tool definitions, by name
         self._order: list[str] = []  # every name, as given
         self._definitions: dict[str, list[dict[str, Any]]] = {}
+        self._providers: list[ToolProvider] = []
         for item in tools:
+            if isinstance(item, ToolProvider) and not isinstance(item, Tool):
+                self._providers.append(item)
+                continue
+            if isinstance(item, Toolset):
+                self._providers.extend(p for p in item._providers if p not in self._providers)
             for entry in [*item, *item.server_tools] if isinstance(item, Toolset) else (item,):
                 self._add(entry)
 
@@ -454,8 +466,28 @@ class Toolset:
         return cls(found)
 
     def get(self, name: str) -> Tool[..., Any] | None:
-        """The tool called ``name``, or ``None``."""
+        """The ``@tool`` called ``name``, or ``None`` (see :meth:`lookup` for provided tools too)."""
         return self._tools.get(name)
+
+    def lookup(self, name: str) -> Tool[..., Any] | ProvidedTool | None:
+        """The tool called ``name``, a ``@tool`` or one of a provider's, or ``None``."""
+        found = self._tools.get(name)
+        if found is not None or not self._providers:
+            return found
+        return next((t for p in self._providers if (t := p.get(name)) is not None), None)
+
+    @property
+    def providers(self) -> list[ToolProvider]:
+        """The tool providers (e.g. MCP servers), in order."""
+        return list(self._providers)
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Open every provider not open yet, for the block's lifetime (the agent does this per run)."""
+        return open_providers(self._providers, self.refresh)
+
+    async def refresh(self) -> None:
+        """Bring the providers' definitions up to date; a name given twice raises ToolDefinitionError."""
+        await refresh_providers(self._providers, self._tools)
 
     def __getitem__(self, name: str) -> Tool[..., Any]:
         return self._tools[name]
@@ -465,8 +497,8 @@ class Toolset:
 
     @property
     def names(self) -> list[str]:
-        """Tool names, in order."""
-        return list(self._tools)
+        """Tool names, in order (the providers' current ones last)."""
+        return [*self._tools, *(d["name"] for p in self._providers for d in p.definitions())]
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -489,10 +521,15 @@ class Toolset:
         if cached is None:
             tools, server = self._tools, self._server
             cached = [tools[n].definition() if n in tools else dict(server[n]) for n in self._order]
-            if marker and cached:
+            if marker and cached and not self._providers:
                 cached[-1] = {**cached[-1], "cache_control": dict(marker)}
             self._definitions[key] = cached
-        return list(cached)
+        if not self._providers:
+            return list(cached)
+        every = [*cached, *(d for p in self._providers for d in p.definitions())]
+        if marker and every:
+            every[-1] = {**every[-1], "cache_control": dict(marker)}
+        return every
 
     async def run(
         self,
@@ -513,10 +550,19 @@ class Toolset:
         timeout: float | None = None,
     ) -> ToolOutcome:
         """:meth:`run`, returning the result with its :class:`ToolStatus` (see :meth:`Tool.execute`)."""
-        tool_use_id, name, _ = _unpack(tool_use)
+        tool_use_id, name, raw_input = _unpack(tool_use)
         found = self._tools.get(name)
         if found is None:
-            available = ", ".join(self._tools) or "(none)"
+            for provider in self._providers:
+                if provider.get(name) is not None:
+                    if not isinstance(raw_input, Mapping):
+                        got = _json_type(raw_input)
+                        text = f"Invalid input for {name}: expected a JSON object, got {got}"
+                        return _outcome(tool_use_id, text, ToolStatus.INVALID_INPUT)
+                    call = tool_use if isinstance(tool_use, ToolUseBlock) else None
+                    call = call or ToolUseBlock(id=tool_use_id, name=name, input=raw_input)
+                    return await provider.execute(call, ctx, timeout=timeout)
+            available = ", ".join(self.names) or "(none)"
             return _outcome(
                 tool_use_id, f"Unknown tool {name!r}. Available tools: {available}", ToolStatus.UNKNOWN_TOOL
             )

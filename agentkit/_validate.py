@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._exceptions import ConfigurationError, ToolDefinitionError
 from ._logging import _scrub
+from ._provider import ToolProvider
 from .types import TextBlock, Usage
 
 __all__: list[str] = []
@@ -282,7 +283,7 @@ def _check_tools(where: str, tools: Any, tool_types: tuple[type, ...]) -> None:
         raise refuse(where, "tools", tools, accepted, hint=hint)
     if isinstance(tools, list | tuple):  # never consume a one-shot iterable here
         for item in tools:
-            if isinstance(item, Mapping):  # a server tool definition, checked by Toolset
+            if isinstance(item, Mapping) or _is_provider(item):  # server tool dicts: checked by Toolset
                 continue
             if not (isinstance(item, tool_types) or callable(item)) or isinstance(item, type):
                 raise refuse(
@@ -292,6 +293,10 @@ def _check_tools(where: str, tools: Any, tool_types: tuple[type, ...]) -> None:
                     accepted,
                     hint="Every item must be a function, a Tool or a server tool definition (a dict)",
                 )
+
+
+def _is_provider(item: Any) -> bool:
+    return isinstance(item, ToolProvider) and not isinstance(item, type)
 
 
 def _check_system(where: str, system: Any) -> None:

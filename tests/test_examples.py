@@ -93,6 +93,7 @@ def runs(chat_save: Path) -> Iterator[dict[str, Command]]:
         "service": Command(str(EXAMPLES / "service.py"), "--self-test", "20"),
         "providers": Command(str(EXAMPLES / "providers.py")),
         "approval": Command(str(EXAMPLES / "approval.py")),
+        "mcp_server": Command(str(EXAMPLES / "mcp_server.py")),
         "cli_run": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather"),
         "cli_json": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather", "--json"),
         "cli_show": Command("-m", "agentkit", "tools", "show", "tools.weather"),
@@ -194,6 +195,15 @@ def test_approval_pauses_in_one_process_and_finishes_in_another(runs: dict[str, 
     assert any(line.startswith("answer: ") and "sent 40.00 EUR to Alice" in line for line in lines)
     assert "nothing to decide: the run in" in done.stdout  # the decided run is not decided twice
     assert lines[-1].startswith("the run is completed after 2 model requests")
+
+
+def test_mcp_example_calls_the_server_beside_a_local_tool(runs: dict[str, Command]) -> None:
+    done = ok(runs["mcp_server"].done())
+    lines = done.stdout.splitlines()
+    assert lines[0] == "tools: word_length, units_celsius_to_fahrenheit, units_kilometres_to_miles"
+    assert "→ units_celsius_to_fahrenheit({'celsius': 21.5})" in lines
+    assert "← 70.7" in lines and "← 11" in lines
+    assert lines[-1].startswith("answer: ") and "70.7" in lines[-1]
 
 
 def test_readme_lists_every_example() -> None:
