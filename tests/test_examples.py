@@ -93,6 +93,7 @@ def runs(chat_save: Path) -> Iterator[dict[str, Command]]:
         "service": Command(str(EXAMPLES / "service.py"), "--self-test", "20"),
         "providers": Command(str(EXAMPLES / "providers.py")),
         "approval": Command(str(EXAMPLES / "approval.py")),
+        "durable": Command(str(EXAMPLES / "durable.py"), "--self-test"),
         "cli_run": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather"),
         "cli_json": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather", "--json"),
         "cli_show": Command("-m", "agentkit", "tools", "show", "tools.weather"),
@@ -194,6 +195,17 @@ def test_approval_pauses_in_one_process_and_finishes_in_another(runs: dict[str, 
     assert any(line.startswith("answer: ") and "sent 40.00 EUR to Alice" in line for line in lines)
     assert "nothing to decide: the run in" in done.stdout  # the decided run is not decided twice
     assert lines[-1].startswith("the run is completed after 2 model requests")
+
+
+def test_durable_run_survives_a_killed_worker_and_runs_finished_calls_once(runs: dict[str, Command]) -> None:
+    done = ok(runs["durable"].done())
+    lines = done.stdout.splitlines()
+    assert "killed the worker while ship_order ran; starting another" in lines
+    assert any(line.startswith("answer: Order 42 is charged") for line in lines)
+    report = json.loads(lines[-1])
+    assert report["completed"] is True and report["worker_killed"] is True
+    assert len(report["tool_runs"]) == 3 and set(report["tool_runs"].values()) == {1}
+    assert report["duplicates"] == 0
 
 
 def test_readme_lists_every_example() -> None:
