@@ -84,6 +84,16 @@ def pay(amount: int, ctx: RunContext[Any]) -> str:
     return f"paid {amount} EUR"
 
 
+@tool(max_result_chars=500_000)
+def blob(kb: int) -> str:
+    """Return a large text.
+
+    Args:
+        kb: Its size in KiB.
+    """
+    return "x" * (kb * 1024)
+
+
 def policy(request: Request) -> Any:
     """The model: what to answer, from the prompt and how many turns the run has had (retry-proof)."""
     prompt = request.messages[0]["content"]
@@ -100,6 +110,8 @@ def policy(request: Request) -> Any:
         plan = [reply.tool_uses([("pay", {"amount": 5}), ("record", {"label": "receipt"})])]
     elif prompt == "slow":
         plan = [reply.tool_uses([("slow_step", {}), ("record", {"label": "beside"})])]
+    elif prompt == "big":  # the inline history grows by ~450 KiB a turn
+        plan = [reply.tool_use("blob", {"kb": 450 + i}) for i in range(8)]
     elif prompt.startswith("long"):  # long N: N turns of one call each
         plan = [reply.tool_use("record", {"label": f"turn {i}"}) for i in range(int(prompt.split()[1]))]
     else:
@@ -112,7 +124,7 @@ def make_agent(base_url: str, **options: Any) -> Agent[None, None]:
     return Agent(
         Client(base_url=base_url, api_key="sk-test"),
         model=MODEL,
-        tools=[record, slow_step, pay],
+        tools=[record, slow_step, pay, blob],
         name=NAME,
         **options,
     )

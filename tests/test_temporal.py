@@ -39,7 +39,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Replayer
 
 from agentkit import Agent, Approve, ConfigurationError, Deny, RunState, tool
-from agentkit.temporal import TemporalAgent, temporal_cli
+from agentkit.temporal import HISTORY_WARNING_BYTES, TemporalAgent, temporal_cli
 from agentkit.testing import LocalServer, reply
 
 from . import temporal_app as app
@@ -456,6 +456,28 @@ def test_cancellation_answers_every_pending_call(
 
     scenario(temporal_address, body)
     (counts / "release").touch()
+
+
+def test_inline_history_warns_from_1_mb_and_fails_clearly_past_the_payload_limit(
+    temporal_address: str, model: LocalServer, counts: Path
+) -> None:
+    durable = app.make_durable(model.base_url)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        with structlog.testing.capture_logs() as logs:
+            async with durable.worker(client, task_queue=queue):
+                handle = await durable.start(client, "big", id=f"big-{queue}", task_queue=queue)
+                with pytest.raises(WorkflowFailureError) as caught:
+                    await handle.result()
+        cause = caught.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "HistoryError"
+        assert "over Temporal's payload limit" in cause.message and "store" in cause.message
+        warnings = [e for e in logs if e["event"] == "temporal.history_large"]
+        assert len(warnings) == 1 and warnings[0]["turn"] == 4  # ~1.35 MB: warned once, not every turn
+        assert warnings[0]["bytes"] > HISTORY_WARNING_BYTES
+
+    scenario(temporal_address, body)
+    assert model.requests_received == 5  # the request that would have exceeded the limit was never sent
 
 
 # --- configuration ----------------------------------------------------------------------------
