@@ -197,6 +197,27 @@ def test_happy_path_runs_each_request_and_call_as_one_activity(
     assert model.requests[0].json["model"] == app.MODEL
 
 
+def test_a_streaming_agent_reads_the_stream_inside_the_model_activity(
+    temporal_address: str, model: LocalServer, counts: Path
+) -> None:
+    durable = app.make_durable(model.base_url, stream=True)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        async with durable.worker(client, task_queue=queue):
+            handle = await durable.start(client, "happy", id=f"stream-{queue}", task_queue=queue)
+            result = await durable.result(handle)
+            assert result.text == "finished happy"
+            assert await activity_types(handle) == [
+                MODEL_ACTIVITY,
+                TOOL_ACTIVITY,
+                TOOL_ACTIVITY,
+                MODEL_ACTIVITY,
+            ]
+
+    scenario(temporal_address, body)
+    assert [r.stream for r in model.requests] == [True, True]  # SSE on the wire, whole Messages in history
+
+
 def test_parallel_calls_run_concurrently(temporal_address: str, model: LocalServer, counts: Path) -> None:
     """The two calls of a turn are both running at once: `record` finishes while `slow_step` is still
     waiting, and `slow_step` is only released after that (no timing involved)."""
