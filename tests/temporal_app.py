@@ -94,6 +94,17 @@ def blob(kb: int) -> str:
     return "x" * (kb * 1024)
 
 
+@tool(max_result_chars=3_000_000)
+def huge(kb: int, ctx: RunContext[Any]) -> str:
+    """Return a text too large for one Temporal payload.
+
+    Args:
+        kb: Its size in KiB.
+    """
+    finished(ctx)
+    return "x" * (kb * 1024)
+
+
 def policy(request: Request) -> Any:
     """The model: what to answer, from the prompt and how many turns the run has had (retry-proof)."""
     prompt = request.messages[0]["content"]
@@ -110,6 +121,8 @@ def policy(request: Request) -> Any:
         plan = [reply.tool_uses([("pay", {"amount": 5}), ("record", {"label": "receipt"})])]
     elif prompt == "slow":
         plan = [reply.tool_uses([("slow_step", {}), ("record", {"label": "beside"})])]
+    elif prompt == "huge":
+        plan = [reply.tool_use("huge", {"kb": 2200})]
     elif prompt == "big":  # the inline history grows by ~450 KiB a turn
         plan = [reply.tool_use("blob", {"kb": 450 + i}) for i in range(8)]
     elif prompt.startswith("long"):  # long N: N turns of one call each
@@ -124,7 +137,7 @@ def make_agent(base_url: str, **options: Any) -> Agent[None, None]:
     return Agent(
         Client(base_url=base_url, api_key="sk-test"),
         model=MODEL,
-        tools=[record, slow_step, pay, blob],
+        tools=[record, slow_step, pay, blob, huge],
         name=NAME,
         **options,
     )

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,14 @@ def test_parallel_calls_run_concurrently(temporal_address: str, model: LocalServ
             assert result.status == "completed"
             answers = result.state.to_dict()["messages"][2]["content"]
             assert [a["content"] for a in answers] == ["slow step done", "recorded beside"]
+            # @tool(activity_options=...) reached the activity: slow_step heartbeats, record does not
+            history = await handle.fetch_history()
+            timeouts = [
+                e.activity_task_scheduled_event_attributes.heartbeat_timeout.ToTimedelta()
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            ]
+            assert timeouts[1:3] == [timedelta(seconds=2), timedelta(0)]
 
     scenario(temporal_address, body)
 
@@ -499,6 +507,24 @@ def test_inline_history_warns_from_1_mb_and_fails_clearly_past_the_payload_limit
 
     scenario(temporal_address, body)
     assert model.requests_received == 5  # the request that would have exceeded the limit was never sent
+
+
+def test_a_result_over_the_payload_limit_fails_at_once_without_retrying(
+    temporal_address: str, model: LocalServer, counts: Path
+) -> None:
+    durable = app.make_durable(model.base_url)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        async with durable.worker(client, task_queue=queue):
+            handle = await durable.start(client, "huge", id=f"huge-{queue}", task_queue=queue)
+            with pytest.raises(WorkflowFailureError) as caught:
+                await handle.result()
+        cause = caught.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "PayloadTooLarge"
+        assert "the result of huge" in cause.message
+
+    scenario(temporal_address, body)
+    assert len(app.runs()) == 1  # the tool ran once: an oversized result is not retried
 
 
 # --- configuration ----------------------------------------------------------------------------
