@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio.client import Client as TemporalClient
 from temporalio.common import RetryPolicy
 
@@ -121,6 +122,8 @@ def policy(request: Request) -> Any:
         plan = [reply.tool_uses([("pay", {"amount": 5}), ("record", {"label": "receipt"})])]
     elif prompt == "slow":
         plan = [reply.tool_uses([("slow_step", {}), ("record", {"label": "beside"})])]
+    elif prompt == "structured":
+        plan = [reply.tool_use("final_result", {"amount": 12, "note": "lunch"})]
     elif prompt == "huge":
         plan = [reply.tool_use("huge", {"kb": 2200})]
     elif prompt == "big":  # the inline history grows by ~450 KiB a turn
@@ -130,6 +133,13 @@ def policy(request: Request) -> Any:
     else:
         plan = []
     return plan[turn] if turn < len(plan) else reply.text(f"finished {prompt}")
+
+
+class Receipt(BaseModel):
+    """A receipt."""
+
+    amount: int
+    note: str
 
 
 def make_agent(base_url: str, **options: Any) -> Agent[None, None]:

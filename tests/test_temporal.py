@@ -218,6 +218,21 @@ def test_a_streaming_agent_reads_the_stream_inside_the_model_activity(
     assert [r.stream for r in model.requests] == [True, True]  # SSE on the wire, whole Messages in history
 
 
+def test_structured_output_comes_back_validated(
+    temporal_address: str, model: LocalServer, counts: Path
+) -> None:
+    durable = app.make_durable(model.base_url, output_type=app.Receipt)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        async with durable.worker(client, task_queue=queue):
+            handle = await durable.start(client, "structured", id=f"output-{queue}", task_queue=queue)
+            result = await durable.result(handle)
+            assert result.output == app.Receipt(amount=12, note="lunch")
+            assert await activity_types(handle) == [MODEL_ACTIVITY]  # final_result is checked in the workflow
+
+    scenario(temporal_address, body)
+
+
 def test_parallel_calls_run_concurrently(temporal_address: str, model: LocalServer, counts: Path) -> None:
     """The two calls of a turn are both running at once: `record` finishes while `slow_step` is still
     waiting, and `slow_step` is only released after that (no timing involved)."""

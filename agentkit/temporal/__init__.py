@@ -12,6 +12,11 @@ worker replays the workflow's history and goes on from the last finished activit
 
 from __future__ import annotations
 
+try:
+    import temporalio  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the installed extras
+    raise ImportError("agentkit.temporal needs the Temporal SDK: pip install 'agentkit[temporal]'") from None
+
 from ._activities import NON_RETRYABLE_STATUS, PAYLOAD_LIMIT, ModelCall, ModelResult, SessionRef, ToolCall
 from ._agent import DurableResult, TemporalAgent
 from ._dev import dev_server, temporal_cli

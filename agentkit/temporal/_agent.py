@@ -158,11 +158,15 @@ class TemporalAgent:
         handle = await self.start(client, prompt, **kwargs)
         return await self.result(handle)
 
-    @staticmethod
-    async def result(handle: WorkflowHandle[Any, Any]) -> DurableResult:
-        """The end of the run behind ``handle`` (waits for it)."""
+    async def result(self, handle: WorkflowHandle[Any, Any]) -> DurableResult:
+        """The end of the run behind ``handle`` (waits for it); ``output`` validated as the agent's
+        ``output_type`` again (it crossed the workflow as JSON)."""
         raw = await handle.result()
-        return DurableResult(raw["status"], raw["text"], raw["output"], RunState.from_dict(raw["state"]))
+        output = raw["output"]
+        checker = self.agent._output
+        if checker is not None and output is not None:
+            output = checker._adapter.validate_python(output)
+        return DurableResult(raw["status"], raw["text"], output, RunState.from_dict(raw["state"]))
 
     @staticmethod
     async def pending(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
