@@ -431,8 +431,11 @@ class Agent(Generic[DepsT, OutputT]):
             raise ConfigurationError("nothing to send: give a prompt or a history ending in a user turn")
         return state
 
-    def _decide(self, state: RunState | str, decisions: Mapping[str, Decision] | None) -> RunState:
-        """Check the decisions against the paused calls and record them in the state; nothing runs yet."""
+    def _decide(
+        self, state: RunState | str, decisions: Mapping[str, Decision] | None, log: Any = None
+    ) -> RunState:
+        """Check the decisions against the paused calls and record them in the state; nothing runs yet
+        (``log``: where ``tool.decided`` goes, default the agent's logger bound to the run)."""
         if isinstance(state, str | bytes):
             state = RunState.from_json(state)
         elif not isinstance(state, RunState):
@@ -485,9 +488,10 @@ class Agent(Generic[DepsT, OutputT]):
                 raise ApprovalError(
                     f"the decision for {tool_use_id} must be Approve() or Deny(reason), not {decision!r}"
                 )
+        decided_log = log if log is not None else self._log.bind(run_id=state.run_id)
         for tool_use_id, decision in given.items():
             _trace.tool_decided(
-                self._log.bind(run_id=state.run_id),
+                decided_log,
                 tool_use_id,
                 pending[tool_use_id].name,
                 type(decision).__name__.lower(),

@@ -41,6 +41,9 @@ class RunContext(Generic[DepsT]):
         log: A structlog logger bound to the run (and, inside a tool, to the tool call).
         tool_use_id: The id of the ``tool_use`` block being answered (set per call).
         messages: The conversation so far; read it, do not modify it.
+        idempotency_key: In a durable run (:mod:`agentkit.temporal`), ``"<workflow id>:<tool_use_id>"``:
+            the same on every attempt of a call, so a tool can make its side effect once (a payment
+            API's idempotency key). ``None`` in a local run.
 
     Its repr names the deps' type only, never their contents (deps often hold passwords and handles,
     and a context is rendered wherever a traceback shows locals).
@@ -53,6 +56,7 @@ class RunContext(Generic[DepsT]):
     log: Any = field(default_factory=_default_logger, repr=False)
     tool_use_id: str | None = None
     messages: list[MessageParam] = field(default_factory=list, repr=False)
+    idempotency_key: str | None = None
 
     def __repr__(self) -> str:
         deps = "None" if self.deps is None else f"<{type(self.deps).__qualname__}>"

@@ -11,6 +11,7 @@ together. Whatever happens — an error, cancellation, a consumer that stops lis
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -103,7 +104,9 @@ async def dispatch(run: _Run, turn: OpenTurn) -> None:
             for tool_use in calls:
                 await run.emit(ToolCallStarted(turn=state.turns, tool_use=tool_use))
         parallel = run.agent.parallel_tool_calls and not run.parallel_disabled
-        if parallel and len(calls) > 1:
+        if parallel and len(calls) > 1 and run.executor is not None:
+            await run.executor.run_calls(run, [partial(_call, run, turn, t) for t in calls])
+        elif parallel and len(calls) > 1:
             width = run.agent.max_concurrent_tool_calls
             limit = anyio.Semaphore(width) if width is not None and len(calls) > width else None
             async with anyio.create_task_group() as group:
@@ -182,7 +185,10 @@ async def _run_one(run: _Run, tool_use: ToolUseBlock) -> ToolResultBlock:
             state.output_error = str(value)
             result = error_result(tool_use.id, str(value))
     else:
-        outcome = await agent.toolset.execute(tool_use, run.ctx, timeout=agent.tool_timeout)
+        if run.executor is None:
+            outcome = await agent.toolset.execute(tool_use, run.ctx, timeout=agent.tool_timeout)
+        else:
+            outcome = await run.executor.call(run, tool_use)
         result = outcome.result
         invalid = outcome.status is ToolStatus.INVALID_INPUT
         result = _guards.retry_budget(state, agent.tool_retries, tool_use, result, invalid, run.log)

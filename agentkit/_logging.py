@@ -323,6 +323,16 @@ def _exception_formatter(colors: bool) -> Any:
     return render
 
 
+def _stamp_unless_given(stamper: Any) -> Any:
+    """``stamper``, except for events that carry their own ``timestamp`` (a durable workflow's events
+    carry the workflow's time, the same on every replay)."""
+
+    def stamp(logger: Any, method: str, event: Any) -> Any:
+        return event if "timestamp" in event else stamper(logger, method, event)
+
+    return stamp
+
+
 def configure_logging(
     level: str | int = "info",
     *,
@@ -356,7 +366,7 @@ def configure_logging(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _stamp_unless_given(structlog.processors.TimeStamper(fmt="iso", utc=True)),
             _redacting(*steps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -48,13 +48,34 @@ from ._exceptions import (
 )
 from ._output import NUDGE, OUTPUT_TOOL
 from ._state import OpenTurn, RunState
-from .types import Message, to_wire
+from .types import Message, ToolUseBlock, to_wire
 
 if TYPE_CHECKING:
     from ._agent import Agent
     from ._session import SessionLink
+    from ._tool_run import ToolOutcome
 
 Emit = Callable[[AgentEvent], Awaitable[None]]
+
+
+class Executor(Protocol):
+    """Where a run's I/O happens when not in this process's event loop (e.g. as Temporal activities).
+
+    A run without one (``_Run.executor is None``) sends requests with ``agent.client`` and runs tools
+    with ``agent.toolset`` in an anyio task group, as always."""
+
+    async def request(self, run: _Run, body: dict[str, Any]) -> Message:
+        """Send one model request (after the ``before_request`` hook) and return the whole Message."""
+        ...
+
+    async def call(self, run: _Run, tool_use: ToolUseBlock) -> ToolOutcome:
+        """Run one tool call (input already gated and replaced) and return how it ended."""
+        ...
+
+    async def run_calls(self, run: _Run, calls: list[Callable[[], Awaitable[None]]]) -> None:
+        """Run a turn's calls concurrently (each answers itself), at most ``max_concurrent_tool_calls``
+        at once; if one raises or the run is cancelled, stop the others before raising."""
+        ...
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -146,6 +167,7 @@ class _Run:
         "ctx",
         "deadline",
         "emit",
+        "executor",
         "log",
         "parallel_disabled",
         "session",
@@ -176,6 +198,7 @@ class _Run:
         self.emit = emit
         self.streaming = streaming
         self.session = session  # the stored session the run appends to, if any
+        self.executor: Executor | None = None  # None: I/O here (client, toolset, anyio task group)
         # anyio clock time when the run must stop (run_timeout); set when the run starts
         self.deadline = math.inf
         self.verbose = _trace.info_enabled(self.log)
@@ -419,7 +442,9 @@ async def _request(run: _Run) -> Message:
     _guards.check_history(run.transcript, body["messages"], agent._thinking_on, run.log)
     _trace.model_request(run.log, ctx.turn, body)
     started = time.perf_counter()
-    if run.streaming:
+    if run.executor is not None:
+        message = await run.executor.request(run, body)
+    elif run.streaming:
         message = await _stream(run, body, ctx.turn)
     else:
         message = await agent.client.create_raw(body)

@@ -111,6 +111,8 @@ def _system(
 def _with_last_turn_breakpoint(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], _Path | None]:
     """A copy of the messages whose last block carries a cache breakpoint (the stored turn is untouched),
     and that breakpoint's path (None when the block already had the caller's own)."""
+    if not messages:
+        return messages, None
     last = messages[-1]
     content = last["content"]
     blocks: list[dict[str, Any]] = (

@@ -65,6 +65,7 @@ def tool(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     cache_control: CacheControlArg = False,
     requires_approval: ApprovalArg = False,
+    activity_options: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -78,6 +79,7 @@ def tool(
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     cache_control: CacheControlArg = False,
     requires_approval: ApprovalArg = False,
+    activity_options: Mapping[str, Any] | None = None,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a function (``def`` or ``async def``, plain or method) into a :class:`Tool`.
 
@@ -95,6 +97,8 @@ def tool(
             (``True`` for ``{"type": "ephemeral"}``, or the dict to send).
         requires_approval: ``True`` if every call waits for a person's decision, or a function of the
             call's input (a dict) that says so per call; the run then pauses (see :meth:`Agent.resume`).
+        activity_options: In a durable run (:mod:`agentkit.temporal`), the options of this tool's
+            activity (``start_to_close_timeout``, ``retry_policy``, ``heartbeat_timeout``, ...).
 
     Raises:
         ToolDefinitionError: The function cannot be a tool; the message names it and the fix.
@@ -109,6 +113,7 @@ def tool(
             max_result_chars=max_result_chars,
             cache_control=cache_control,
             requires_approval=requires_approval,
+            activity_options=activity_options,
         )
 
     return decorate if fn is None else decorate(fn)
@@ -139,6 +144,7 @@ class Tool(Generic[P, R]):
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         cache_control: CacheControlArg = False,
         requires_approval: ApprovalArg = False,
+        activity_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(fn, Tool):
             raise ToolDefinitionError(f"{fn.name}: already a tool; decorate the function once.")
@@ -187,6 +193,12 @@ class Tool(Generic[P, R]):
                 f"not {requires_approval!r}."
             )
         self.requires_approval = requires_approval
+        if activity_options is not None and not isinstance(activity_options, Mapping):
+            raise ToolDefinitionError(
+                f"{where}: activity_options must be a dict of Temporal activity options "
+                f"(e.g. {{'start_to_close_timeout': timedelta(minutes=5)}}), not {activity_options!r}."
+            )
+        self.activity_options = dict(activity_options) if activity_options is not None else None
 
     # -- approval --------------------------------------------------------------------------------
 

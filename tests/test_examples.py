@@ -94,6 +94,7 @@ def runs(chat_save: Path) -> Iterator[dict[str, Command]]:
         "providers": Command(str(EXAMPLES / "providers.py")),
         "approval": Command(str(EXAMPLES / "approval.py")),
         "mcp_server": Command(str(EXAMPLES / "mcp_server.py")),
+        "durable": Command(str(EXAMPLES / "durable.py"), "--self-test"),
         "cli_run": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather"),
         "cli_json": Command("-m", "agentkit", "run", weather, "--tools", "tools.weather", "--json"),
         "cli_show": Command("-m", "agentkit", "tools", "show", "tools.weather"),
@@ -204,6 +205,17 @@ def test_mcp_example_calls_the_server_beside_a_local_tool(runs: dict[str, Comman
     assert "→ units_celsius_to_fahrenheit({'celsius': 21.5})" in lines
     assert "← 70.7" in lines and "← 11" in lines
     assert lines[-1].startswith("answer: ") and "70.7" in lines[-1]
+
+
+def test_durable_run_survives_a_killed_worker_and_runs_finished_calls_once(runs: dict[str, Command]) -> None:
+    done = ok(runs["durable"].done())
+    lines = done.stdout.splitlines()
+    assert "killed the worker while ship_order ran; starting another" in lines
+    assert any(line.startswith("answer: Order 42 is charged") for line in lines)
+    report = json.loads(lines[-1])
+    assert report["completed"] is True and report["worker_killed"] is True
+    assert len(report["tool_runs"]) == 3 and set(report["tool_runs"].values()) == {1}
+    assert report["duplicates"] == 0
 
 
 def test_readme_lists_every_example() -> None:
