@@ -36,11 +36,12 @@ class SessionLink:
         self.stored: list[dict[str, Any]] = list(conversation._wire_list())
         self.usage = usage_dict(conversation.usage)
 
-    async def checkpoint(self, state: RunState) -> None:
+    async def checkpoint(self, state: RunState, *, force: bool = False) -> None:
         """Append what changed since the last append: the committed turns (with the usage), and the run
         state when it pauses. Nothing before the model's first answer (a run that fails then leaves the
-        session as it was), nor while a model turn paused with ``pause_turn`` continues."""
-        if state.pause_pending or (state.step == "request" and state.turns == 0):
+        session as it was), nor while a model turn paused with ``pause_turn`` continues — unless
+        ``force`` (a durable run stores the history each model request is built from)."""
+        if not force and (state.pause_pending or (state.step == "request" and state.turns == 0)):
             return
         wire = state.conversation._wire_list()
         stored = self.stored

@@ -1,15 +1,16 @@
 """Durable runs: worker CPU per activity, agentkit.temporal against a bare temporalio workflow doing the
-same activities, and payload bytes per model activity over a 50-turn run.
+same activities, and payload bytes per model activity over a 50-turn run, with and without a store.
 
     python -m benchmarks.temporal            # ~1 minute on 2 cores
     python -m benchmarks.temporal --quick    # fewer rounds
 
-One worker process hosts both workflows (and their activities) on one task queue, so both run in the
-same process under the same load; its CPU (``/proc/<pid>/stat``, user + system) is read before and
-after each batch, rounds interleaved (bare, agentkit, bare, ...). The Temporal dev server and the local
-Messages API server (weather workload: T tool turns of K parallel ``get_weather`` calls, then the
-answer) run in processes of their own, not counted. The bare workflow is what a careful user writes by
-hand: a model activity posting the whole body with httpx2 and returning the JSON, a tool activity
+One worker process hosts the workflows (and their activities) on one task queue, so they run in the same
+process under the same load (the agent is there twice: without a store and with a SQLite one in a
+temporary directory, for the payload measurement); its CPU (``/proc/<pid>/stat``, user + system) is read
+before and after each batch, rounds interleaved (bare, agentkit, bare, ...). The Temporal dev server and
+the local Messages API server (weather workload: T tool turns of K parallel ``get_weather`` calls, then
+the answer) run in processes of their own, not counted. The bare workflow is what a careful user writes
+by hand: a model activity posting the whole body with httpx2 and returning the JSON, a tool activity
 calling the function, ``asyncio.gather`` for a turn's calls.
 
 Results: a table on stdout and ``benchmarks/results/temporal.json``.
@@ -25,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -108,8 +110,9 @@ class BareWeather:
             messages.append({"role": "user", "content": results})
 
 
-def durable_agent(base_url: str) -> Any:
+def durable_agent(base_url: str, store_path: str | None = None) -> Any:
     from agentkit import Agent, Client
+    from agentkit.stores import SQLiteStore
     from agentkit.temporal import TemporalAgent
 
     agent = Agent(
@@ -117,21 +120,23 @@ def durable_agent(base_url: str) -> Any:
         model=_impls.MODEL,
         tools=[_impls.get_weather],
         max_tokens=_impls.MAX_TOKENS,
-        name="weather",
+        name="weather" if store_path is None else "weather_stored",
         max_turns=LONG_TURNS + 5,
+        store=SQLiteStore(store_path) if store_path is not None else None,
     )
     return TemporalAgent(agent)
 
 
-async def serve(address: str, base_url: str, queue: str) -> None:
+async def serve(address: str, base_url: str, queue: str, store_path: str) -> None:
     _base_url.append(base_url)
     client = await TemporalClient.connect(address)
     durable = durable_agent(base_url)
+    stored = durable_agent(base_url, store_path)  # the same agent with a SQLite store
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[BareWeather, durable.workflow],
-        activities=[bare_model_request, bare_get_weather, *durable.activities],
+        workflows=[BareWeather, durable.workflow, stored.workflow],
+        activities=[bare_model_request, bare_get_weather, *durable.activities, *stored.activities],
     )
     async with worker:
         print("ready", flush=True)
@@ -147,7 +152,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_worker(address: str, base_url: str, queue: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "benchmarks.temporal", "worker", address, base_url, queue]
+    store = Path(tempfile.mkdtemp(prefix="agentkit-bench-")) / "sessions.db"
+    cmd = [sys.executable, "-m", "benchmarks.temporal", "worker", address, base_url, queue, str(store)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -198,24 +204,32 @@ async def cpu_per_activity(address: str, rounds: int, runs: int) -> dict[str, An
 
 
 async def payloads(address: str) -> dict[str, Any]:
-    """Bytes of each model activity's input over a run of LONG_TURNS model requests (one call a turn)."""
+    """Bytes of each model activity's input over a run of LONG_TURNS model requests (one call a turn):
+    bare, agentkit with the history inline, agentkit with a SQLite store (measured from the workflow
+    histories: the scheduled events' input payloads)."""
     with server(latency=0.0, tool_turns=LONG_TURNS - 1, parallel=1) as model:
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         worker = start_worker(address, model.url, queue)
         try:
             client = await TemporalClient.connect(address)
             sizes: dict[str, list[int]] = {}
+            appends: list[int] = []
             history_bytes: dict[str, int] = {}
-            for impl, name, arg in (
-                ("bare", "bare.weather", _impls.PROMPT),
-                ("agentkit", "agentkit.weather", {"prompt": _impls.PROMPT}),
+            for impl, name, arg, model_type in (
+                ("bare", "bare.weather", _impls.PROMPT, "bare.model_request"),
+                ("agentkit", "agentkit.weather", {"prompt": _impls.PROMPT}, "agentkit.weather.model_request"),
+                (
+                    "agentkit_store",
+                    "agentkit.weather_stored",
+                    {"prompt": _impls.PROMPT, "session": f"bench-{uuid.uuid4().hex[:8]}"},
+                    "agentkit.weather_stored.model_request",
+                ),
             ):
                 handle = await client.start_workflow(
                     name, arg, id=f"long-{impl}-{uuid.uuid4().hex}", task_queue=queue
                 )
                 await handle.result()
                 history = await handle.fetch_history()
-                model_type = "bare.model_request" if impl == "bare" else "agentkit.weather.model_request"
                 scheduled = [
                     e.activity_task_scheduled_event_attributes
                     for e in history.events
@@ -224,35 +238,28 @@ async def payloads(address: str) -> dict[str, Any]:
                 sizes[impl] = [
                     len(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == model_type
                 ]
+                if impl == "agentkit_store":
+                    appends = [
+                        len(a.input.payloads[0].data)
+                        for a in scheduled
+                        if a.activity_type.name == "agentkit.weather_stored.session_append"
+                    ]
                 history_bytes[impl] = sum(e.ByteSize() for e in history.events)
-                if impl == "agentkit":
-                    first = json.loads(scheduled[0].input.payloads[0].data)
         finally:
             worker.kill()
             worker.wait()
-    # With a store the input names the session and revision instead of carrying the messages (the
-    # store lands separately; this is that input's size for the same turns, not a measured run).
-    stored = [
-        len(
-            json.dumps(
-                {
-                    **first,
-                    "turn": turn,
-                    "messages": None,
-                    "session": {"id": "run_" + "0" * 16, "revision": 2 * turn},
-                },
-                separators=(",", ":"),
-            )
-        )
-        for turn in range(1, LONG_TURNS + 1)
-    ]
     return {
         "model_activities": {k: len(v) for k, v in sizes.items()},
         "bytes_per_model_activity": {
             k: {"first": v[0], "median": statistics.median(v), "last": v[-1], "total": sum(v)}
             for k, v in sizes.items()
         },
-        "with_store_projected": {"first": stored[0], "last": stored[-1], "total": sum(stored)},
+        "store_appends": {
+            "count": len(appends),
+            "median": statistics.median(appends),
+            "max": max(appends),
+            "total": sum(appends),
+        },
         "history_bytes": history_bytes,
     }
 
@@ -290,19 +297,28 @@ def report(result: dict[str, Any]) -> str:
         "| | first | median | last | total | history bytes |",
         "|---|---|---|---|---|---|",
     ]
+    labels = {
+        "bare": "bare (inline history)",
+        "agentkit": "agentkit (inline history)",
+        "agentkit_store": "agentkit with a store",
+    }
     for k, v in sizes["bytes_per_model_activity"].items():
         lines.append(
-            f"| {k} (inline history) | {v['first']} | {v['median']:.0f} | {v['last']} | {v['total']} | "
+            f"| {labels[k]} | {v['first']} | {v['median']:.0f} | {v['last']} | {v['total']} | "
             f"{sizes['history_bytes'][k]} |"
         )
-    s = sizes["with_store_projected"]
-    lines.append(f"| agentkit with a store (projected) | {s['first']} | | {s['last']} | {s['total']} | |")
+    a = sizes["store_appends"]
+    lines += [
+        "",
+        f"with a store: {a['count']} session_append activities, input median {a['median']:.0f} bytes, "
+        f"max {a['max']}, total {a['total']} (the new turns, each stored once)",
+    ]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        asyncio.run(serve(*sys.argv[2:5]))
+        asyncio.run(serve(*sys.argv[2:6]))
     else:
         parser = argparse.ArgumentParser(description="agentkit.temporal benchmarks")
         parser.add_argument("--quick", action="store_true")

@@ -1,9 +1,9 @@
 """The agent, tools, model policy and worker of ``tests/test_temporal.py``.
 
 Imported by the tests (workers in the test process) and run as a worker process
-(``python -m tests.temporal_app ADDRESS TASK_QUEUE BASE_URL``) for the tests that kill one. Each tool
-body that finishes appends its ``tool_use_id`` and idempotency key to a file in ``$AGENTKIT_TEST_COUNTS``,
-outside any worker, so a test can count how often each call really ran.
+(``python -m tests.temporal_app ADDRESS TASK_QUEUE BASE_URL [sqlite|postgres LOCATION]``) for the tests
+that kill one. Each tool body that finishes appends its ``tool_use_id`` and idempotency key to a file in
+``$AGENTKIT_TEST_COUNTS``, outside any worker, so a test can count how often each call really ran.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from temporalio.client import Client as TemporalClient
 from temporalio.common import RetryPolicy
 
 from agentkit import Agent, Client, RunContext, tool
+from agentkit.stores import SQLiteStore, Store
 from agentkit.temporal import TemporalAgent
 from agentkit.testing import Request, reply
 
@@ -164,13 +165,22 @@ WORKER_OPTIONS: dict[str, Any] = {
 }
 
 
-async def _serve(address: str, task_queue: str, base_url: str) -> None:
+def open_store(kind: str, location: str) -> Store:
+    """A store on the test's database: ``sqlite`` (a file) or ``postgres`` (a DSN)."""
+    if kind == "sqlite":
+        return SQLiteStore(location)
+    from agentkit.stores import PostgresStore
+
+    return PostgresStore(location, max_size=4)
+
+
+async def _serve(address: str, task_queue: str, base_url: str, *store: str) -> None:
     client = await TemporalClient.connect(address)
-    durable = make_durable(base_url)
+    durable = make_durable(base_url, store=open_store(*store) if store else None)
     async with durable.worker(client, task_queue=task_queue, **WORKER_OPTIONS):
         print("worker ready", flush=True)
         await asyncio.Event().wait()  # until killed
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(*sys.argv[1:4]))
+    asyncio.run(_serve(*sys.argv[1:]))

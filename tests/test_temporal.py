@@ -36,7 +36,15 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.worker import Replayer
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from agentkit import Agent, Approve, ConfigurationError, Deny, RunState, tool
 from agentkit.temporal import HISTORY_WARNING_BYTES, TemporalAgent, temporal_cli
@@ -287,15 +295,15 @@ def test_replay_catches_a_change_of_determinism() -> None:
 
 
 def test_fixtures_were_recorded() -> None:
-    assert {p.stem for p in _fixtures()} >= {"happy", "approval"}
+    assert {p.stem for p in _fixtures()} >= {"happy", "approval", "store"}
 
 
 # --- a worker killed mid-call ------------------------------------------------------------------
 
 
-def _worker(address: str, queue: str, base_url: str) -> subprocess.Popen[str]:
+def _worker(address: str, queue: str, base_url: str, *store: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.temporal_app", address, queue, base_url],
+        [sys.executable, "-m", "tests.temporal_app", address, queue, base_url, *store],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -565,3 +573,244 @@ def test_configuration_errors_name_the_argument(model: LocalServer) -> None:
         ConfigurationError, match=r"of bad: unknown activity option\(s\) \['start_to_close'\]"
     ):
         TemporalAgent(Agent(model=app.MODEL, tools=[bad], name="b"))
+
+
+# --- with a store: the history in the store, the session id and revision in each model activity ----
+
+
+STORE_ACTIVITIES = {"agentkit.durable-test.session_load", "agentkit.durable-test.session_append"}
+
+
+async def scheduled_inputs(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, Any]]:
+    """Each scheduled activity's type and input (as the workflow sent it), in order."""
+    history = await handle.fetch_history()
+    return [
+        (
+            e.activity_task_scheduled_event_attributes.activity_type.name,
+            json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data),
+        )
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+def test_with_a_store_model_activities_carry_the_session_and_the_store_holds_the_run(
+    temporal_address: str, model: LocalServer, counts: Path, store_backend: Any
+) -> None:
+    store = store_backend.new()
+    durable = app.make_durable(model.base_url, store=store)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        session = f"user-{queue}"
+        async with durable.worker(client, task_queue=queue):
+            first = await durable.run(client, "happy", id=f"s1-{queue}", task_queue=queue, session=session)
+            # a second run on the session starts from the stored history and appends to it
+            handle = await durable.start(
+                client, "thanks", id=f"s2-{queue}", task_queue=queue, session=session
+            )
+            second = await durable.result(handle)
+            first_handle = client.get_workflow_handle(f"s1-{queue}")
+            first_inputs = await scheduled_inputs(first_handle)
+            if store_backend.kind == "sqlite":
+                record_history("store", await first_handle.fetch_history())
+            second_inputs = await scheduled_inputs(handle)
+        assert first.text == "finished happy" and second.status == "completed"
+        stored = await store.load(session)
+        assert stored.messages == second.state.to_dict()["messages"]  # the store holds the whole run
+        assert len(stored.messages) == len(first.messages) + 2
+        assert stored.messages[: len(first.messages)] == first.state.to_dict()["messages"]
+        assert stored.usage == first.state.usage + second.state.usage  # the session's total
+        assert stored.paused is None
+        for inputs in (first_inputs, second_inputs):
+            calls = [arg for name, arg in inputs if name == MODEL_ACTIVITY]
+            assert calls and all(c["messages"] is None for c in calls)  # never the history
+            assert all(c["session"]["id"] == session for c in calls)
+            # each request names the revision of the append just before it
+            revisions: list[int] = []
+            revision = None
+            for name, arg in inputs:
+                if name == "agentkit.durable-test.session_append":
+                    revision = arg["expected_revision"] + len(arg["entries"])
+                elif name == MODEL_ACTIVITY:
+                    revisions.append(revision if revision is not None else -1)
+            assert [c["session"]["revision"] for c in calls] == revisions
+        assert [n for n, _ in first_inputs] == [
+            "agentkit.durable-test.session_load",
+            "agentkit.durable-test.session_append",  # the prompt, before the first request
+            MODEL_ACTIVITY,
+            TOOL_ACTIVITY,
+            TOOL_ACTIVITY,
+            "agentkit.durable-test.session_append",  # the answered turn
+            MODEL_ACTIVITY,
+            "agentkit.durable-test.session_append",  # the final answer
+        ]
+
+    scenario(temporal_address, body)
+    # the model saw the stored history, rebuilt on the worker: the same requests as an inline run
+    messages = [r.json["messages"] for r in model.requests]
+    assert [len(m) for m in messages] == [1, 3, 5]
+    assert all(r.json.get("tools") for r in model.requests)
+
+
+def test_with_a_store_approval_is_recorded_in_the_store_before_the_call_runs(
+    temporal_address: str, model: LocalServer, counts: Path, tmp_path: Path
+) -> None:
+    store = app.open_store("sqlite", str(tmp_path / "sessions.db"))
+    durable = app.make_durable(model.base_url, store=store)
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        session = f"pay-{queue}"
+        async with durable.worker(client, task_queue=queue):
+            handle = await durable.start(client, "pay", id=f"spay-{queue}", task_queue=queue, session=session)
+            (pending,) = await until_async(lambda: durable.pending(handle))
+            paused = await until_async(lambda: store.load(session))
+            while paused.paused is None:
+                await asyncio.sleep(0.05)
+                paused = await store.load(session)
+            assert paused.state is not None and [p.tool_use_id for p in paused.state.pending] == [
+                pending["tool_use_id"]
+            ]
+            # a second durable run on a session whose run waits for approval is refused
+            with pytest.raises(WorkflowFailureError) as caught:
+                await durable.run(client, "again", id=f"spay2-{queue}", task_queue=queue, session=session)
+            assert isinstance(caught.value.cause, ApplicationError)
+            assert caught.value.cause.type == "ApprovalError"
+            await durable.decide(handle, {pending["tool_use_id"]: Approve()})
+            result = await durable.result(handle)
+        stored = await store.load(session)
+        assert stored.decided == {pending["tool_use_id"]}
+        assert stored.messages == result.state.to_dict()["messages"]
+        kinds = [e.kind for e in await store.entries(session)]
+        assert kinds.index("decided") < len(kinds) - 1 and kinds[kinds.index("decided") - 1] == "paused"
+
+    scenario(temporal_address, body)
+    finished = Counter(r["id"] for r in app.runs())
+    assert len(finished) == 2 and set(finished.values()) == {1}  # pay and record, once each
+
+
+def test_worker_killed_mid_tool_call_with_a_store_neither_loses_nor_doubles_a_turn(
+    temporal_address: str, model: LocalServer, counts: Path, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "sessions.db")
+    store = app.open_store("sqlite", path)
+    durable = app.make_durable(model.base_url, store=store)
+    workers: list[subprocess.Popen[str]] = []
+
+    async def body(client: TemporalClient, queue: str) -> None:
+        session = f"kill-{queue}"
+        first = _worker(temporal_address, queue, model.base_url, "sqlite", path)
+        workers.append(first)
+        handle = await durable.start(client, "kill", id=f"skill-{queue}", task_queue=queue, session=session)
+        await until(lambda: started(counts))
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        (counts / "release").touch()
+        workers.append(_worker(temporal_address, queue, model.base_url, "sqlite", path))
+        result = await durable.result(handle)
+        assert result.status == "completed" and result.text == "finished kill"
+        stored = await store.load(session)
+        assert stored.messages == result.state.to_dict()["messages"]  # every turn, once
+        assert [m["role"] for m in stored.messages] == ["user", "assistant"] * 3
+        calls = [arg for name, arg in await scheduled_inputs(handle) if name == MODEL_ACTIVITY]
+        assert len(calls) == 3 and all(c["messages"] is None for c in calls)
+
+    try:
+        scenario(temporal_address, body)
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+    finished = Counter(r["id"] for r in app.runs())
+    assert len(finished) == 3 and set(finished.values()) == {1}
+
+
+def test_a_retried_append_is_idempotent_and_a_store_behind_the_run_is_refused(
+    model: LocalServer, tmp_path: Path
+) -> None:
+    """The store activities on their own (Temporal's ActivityEnvironment): an append retried after it
+    reached the store succeeds without writing twice; other entries at that revision are a conflict; a
+    model request naming a revision the store doesn't have fails for good."""
+    store = app.open_store("sqlite", str(tmp_path / "sessions.db"))
+    durable = app.make_durable(model.base_url, store=store)
+    by_name = {a.__temporal_activity_definition.name: a for a in durable.activities}
+    append = by_name["agentkit.durable-test.session_append"]
+    prompt = {"role": "user", "content": [{"type": "text", "text": "happy"}]}
+    call = {
+        "session": "s",
+        "expected_revision": 0,
+        "entries": [{"kind": "turns", "data": {"start": 0, "messages": [prompt], "usage": {}}}],
+        "decided": [],
+    }
+    env = ActivityEnvironment()
+
+    async def main() -> None:
+        assert await env.run(append, call) == 1
+        assert await env.run(append, call) == 1  # the retry: the same entries are there already
+        assert len(await store.entries("s")) == 1
+        other = {**call, "entries": [{"kind": "turns", "data": {"start": 1, "messages": [], "usage": {}}}]}
+        with pytest.raises(ApplicationError) as conflict:
+            await env.run(append, other)
+        assert conflict.value.type == "SessionConflictError" and conflict.value.non_retryable
+        request = {
+            "run_id": "r",
+            "turn": 1,
+            "messages": None,
+            "session": {"id": "s", "revision": 3},
+            "extra": {},
+        }
+        with pytest.raises(ApplicationError) as behind:
+            await env.run(by_name[MODEL_ACTIVITY], request)
+        assert behind.value.type == "StoreBehind" and behind.value.non_retryable
+        assert "revision 1" in str(behind.value) and "revision 3" in str(behind.value)
+        await store.aclose()
+
+    asyncio.run(main())
+    assert model.requests_received == 0
+
+
+class _CaptureActivities(Interceptor):
+    """Records the type and input of every activity the workflow schedules (here: while replaying)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[str, Any]] = []
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        scheduled = self.scheduled
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_activity(self, input: StartActivityInput) -> Any:
+                scheduled.append((input.activity, json.loads(json.dumps(input.args[0]))))
+                return super().start_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+def test_a_replayed_run_with_a_store_schedules_the_same_activity_inputs() -> None:
+    """Replaying the recorded run with a store (no store, no model here) rebuilds every activity input
+    exactly as recorded: the appends' entries and revisions and the model requests' session refs."""
+    text = (FIXTURES / "store.json").read_text(encoding="utf-8")
+    history = WorkflowHistory.from_json("store", text)
+    recorded = [
+        (
+            e.activity_task_scheduled_event_attributes.activity_type.name,
+            json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data),
+        )
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    # the run id is the workflow id: replay under the recorded one
+    workflow_id = next(arg["run_id"] for name, arg in recorded if name == MODEL_ACTIVITY)
+    history = WorkflowHistory.from_json(workflow_id, text)
+    capture = _CaptureActivities()
+    durable = app.make_durable("http://127.0.0.1:9")
+    replayer = Replayer(workflows=[durable.workflow], interceptors=[capture])
+    result = asyncio.run(replayer.replay_workflow(history))
+    assert result.replay_failure is None
+    assert capture.scheduled == recorded
+    assert {name for name, _ in recorded} >= STORE_ACTIVITIES

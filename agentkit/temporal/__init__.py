@@ -8,6 +8,9 @@ worker replays the workflow's history and goes on from the last finished activit
     durable = TemporalAgent(agent, name="support")
     async with durable.worker(client, task_queue="agents"):
         result = await durable.run(client, "Where is my order?", id="order-42", task_queue="agents")
+
+With ``Agent(..., store=...)`` and ``durable.start(..., session="user-42")`` the run's history lives in
+the store: each model activity carries the session id and revision instead of the messages.
 """
 
 from __future__ import annotations

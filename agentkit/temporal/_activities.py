@@ -31,6 +31,7 @@ from .._exceptions import AgentKitError, APIConnectionError, APIStatusError, Pro
 from .._logging import get_logger
 from .._tool_run import ToolOutcome
 from ..types import InvalidToolInput, Message, ToolResultBlock, to_wire
+from . import _stored
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -162,8 +163,9 @@ async def _heartbeats() -> Any:
             await task
 
 
-def build(durable: TemporalAgent) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The two activities of ``durable``'s agent: the model request and its toolset's calls."""
+def build(durable: TemporalAgent) -> tuple[Callable[..., Any], ...]:
+    """The activities of ``durable``'s agent: the model request, its toolset's calls and, with a store,
+    loading and appending to a session."""
     agent = durable.agent
     fixed, _ = agent._requests.body([], None)
     log = get_logger("agentkit").bind(model=agent.model)
@@ -177,13 +179,18 @@ def build(durable: TemporalAgent) -> tuple[Callable[..., Any], Callable[..., Any
     @activity.defn(name=durable.model_activity_name)
     async def model_request(call: ModelCall) -> ModelResult:
         messages = call["messages"]
-        if messages is None:
+        ref = call["session"]
+        if messages is None and ref is not None:  # the history is in the store, at that revision
+            stored, _ = agent._requests.body(await _stored.history_at(durable, ref), None)
+            body = {**stored, **call["extra"]}
+        elif messages is not None:
+            body = {**fixed, "messages": messages, **call["extra"]}
+        else:
             raise ApplicationError(
-                "this model request names a stored session; this worker has no store to load it from",
+                f"the model request of turn {call['turn']} has neither messages nor a session",
                 type="ConfigurationError",
                 non_retryable=True,
             )
-        body = {**fixed, "messages": messages, **call["extra"]}
         try:
             async with _heartbeats():
                 if agent.stream_requests:
@@ -220,4 +227,6 @@ def build(durable: TemporalAgent) -> tuple[Callable[..., Any], Callable[..., Any
         _check_size(result, f"the result of {call['name']} ({call['id']})")
         return result
 
-    return model_request, call_tool
+    if agent.store is None:
+        return model_request, call_tool
+    return model_request, call_tool, *_stored.build(durable)

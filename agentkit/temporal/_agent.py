@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from .._agent import Agent
 from .._client import Client
 from .._exceptions import ConfigurationError
+from .._session import check_arguments
 from .._state import Decision, RunState, _decision_to_dict
 from . import _activities, _workflow
 
@@ -104,6 +105,9 @@ class TemporalAgent:
         self.workflow_name = f"agentkit.{resolved}"
         self.model_activity_name = f"agentkit.{resolved}.model_request"
         self.tool_activity_name = f"agentkit.{resolved}.tools"
+        self.load_activity_name = f"agentkit.{resolved}.session_load"
+        self.append_activity_name = f"agentkit.{resolved}.session_append"
+        self.store_activity_options = dict(_workflow.DEFAULT_STORE_OPTIONS)
         self.model_activity_options = {
             **_workflow.DEFAULT_MODEL_OPTIONS,
             **_options("model_activity", model_activity),
@@ -142,11 +146,20 @@ class TemporalAgent:
         task_queue: str,
         history: Sequence[Any] | None = None,
         state: RunState | None = None,
+        session: str | None = None,
         **options: Any,
     ) -> WorkflowHandle[Any, Any]:
         """Start a durable run (workflow ``id``) and return its handle; ``options`` go to
-        :meth:`temporalio.client.Client.start_workflow` (``execution_timeout``, ...)."""
+        :meth:`temporalio.client.Client.start_workflow` (``execution_timeout``, ...).
+
+        ``session`` (with the agent's ``store``, the same on every worker): the run continues that
+        stored session and appends its turns to it; each model activity then carries the session id
+        and revision instead of the history."""
         request: dict[str, Any] = {"prompt": prompt, "history": list(history) if history else None}
+        if session is not None:
+            other = "history" if history is not None else "state" if state is not None else None
+            check_arguments(self.agent, "TemporalAgent.start", session, other)
+            request = {"prompt": prompt, "session": session}
         if state is not None:
             request = {"state": state.to_dict()}
         return await client.start_workflow(

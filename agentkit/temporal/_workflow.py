@@ -20,16 +20,19 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
-from .._exceptions import AgentKitError, HistoryError
+from .._conversation import Conversation
+from .._exceptions import AgentKitError, ApprovalError, HistoryError
 from .._loop import _Run, drive
-from .._state import RunState, _decision_from_dict
+from .._session import SessionLink
+from .._state import Decision, RunState, _decision_from_dict
 from .._tool_run import ToolOutcome
 from ..types import Message, ToolUseBlock, to_wire
-from . import _activities
-from ._activities import PAYLOAD_LIMIT, ModelCall, ToolCall, payload_size
+from . import _activities, _stored
+from ._activities import PAYLOAD_LIMIT, ModelCall, SessionRef, ToolCall, payload_size
 
 if TYPE_CHECKING:
     from ._agent import TemporalAgent
+    from ._stored import LoadResult
 
 HISTORY_WARNING_BYTES = 1024 * 1024
 """An inline history beyond this many bytes logs ``temporal.history_large`` once per run."""
@@ -44,6 +47,13 @@ DEFAULT_TOOL_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=10),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60), maximum_attempts=10
+    ),
+}
+
+DEFAULT_STORE_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=1),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
     ),
 }
 
@@ -93,12 +103,19 @@ class _WorkflowExecutor:
             for k, v in body.items()
             if k != "messages" and not (k in fixed and (fixed[k] is v or fixed[k] == v))
         }
-        messages = body["messages"]
+        messages: list[dict[str, Any]] | None = body["messages"]
+        session: SessionRef | None = None
+        link = run.session
+        if link is not None:  # the history this request is built from goes to the store first
+            await link.checkpoint(run.state, force=True)
+            rebuilt, _ = self.durable.agent._requests.body(run.transcript.wire, None)
+            if rebuilt["messages"] == messages:  # not when a before_request hook edited the messages
+                session, messages = {"id": link.session, "revision": link.revision}, None
         call: ModelCall = {
             "run_id": run.state.run_id,
             "turn": run.ctx.turn,
             "messages": messages,
-            "session": None,  # a store slots in here: {"id": ..., "revision": ...} and messages=None
+            "session": session,
             "extra": extra,
         }
         size = payload_size(call)
@@ -174,21 +191,26 @@ class _AgentWorkflowBase:
     def __init__(self) -> None:
         self.state: RunState | None = None
         self.log: _WorkflowLog | None = None
+        self.decided: dict[str, Decision] = {}  # decided since the pause, for the store
 
     async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         durable = self._durable
         agent = durable.agent
         info = workflow.info()
         saved = request.get("state")
+        link: SessionLink | None = None
         if saved is not None:
             state = RunState.from_dict(saved)
+        elif request.get("session") is not None:
+            link, state = await _open_session(durable, request["session"], request.get("prompt"))
         else:
             state = agent._new_state(request.get("prompt"), request.get("history"))
+        if saved is None:
             state.run_id = request.get("run_id") or info.workflow_id
         self.state = state
         executor = _WorkflowExecutor(durable)  # one per run: it remembers the size warning
         while True:
-            run = _Run(agent, state, None, None, False)
+            run = _Run(agent, state, None, None, False, link)
             run.executor = executor
             log = _WorkflowLog(run.log.bind(workflow_id=info.workflow_id))
             self.log = run.log = run.ctx.log = log
@@ -201,13 +223,20 @@ class _AgentWorkflowBase:
                     "state": state.to_dict(),
                 }
             await workflow.wait_condition(lambda: state.step != "awaiting_approval")
+            if link is not None:  # the decisions in the store before an approved call runs
+                decided, self.decided = self.decided, {}
+                link.revision = await link.store.record_decisions(
+                    link.session, decided, run_id=state.run_id, expected_revision=link.revision
+                )
 
     @workflow.update(name="decide")
     async def decide(self, decisions: dict[str, dict[str, Any]]) -> list[str]:
         """Decide the calls waiting for approval: ``{tool_use_id: {"approve": true, "input": {...}} |
         {"deny": "why"}}``; returns the ids decided. The run goes on once every call is decided."""
         assert self.state is not None
-        self._durable.agent._decide(self.state, _parse(decisions), log=self.log)
+        parsed = _parse(decisions)
+        self._durable.agent._decide(self.state, parsed, log=self.log)
+        self.decided.update(parsed)
         return sorted(decisions)
 
     @decide.validator
@@ -229,6 +258,20 @@ class _AgentWorkflowBase:
     def pending(self) -> list[dict[str, Any]]:
         """The calls waiting for a decision."""
         return [p.to_dict() for p in self.state.pending] if self.state is not None else []
+
+
+async def _open_session(durable: TemporalAgent, session: str, prompt: Any) -> tuple[SessionLink, RunState]:
+    """Load the stored session (an activity) and start the run on its history, linked to the store."""
+    loaded: LoadResult = await _activity(durable.load_activity_name, session, durable.store_activity_options)
+    if loaded["pending"] is not None:
+        raise ApprovalError(
+            f"session {session!r} has a run awaiting approval (pending: {loaded['pending']}); resume it first"
+        )
+    stored = _stored.stored_session(session, loaded)
+    conversation = Conversation(stored.messages)
+    conversation.usage = stored.usage
+    link = SessionLink(_stored._ActivityStore(durable), session, stored, conversation)
+    return link, durable.agent._new_state(prompt, conversation)
 
 
 def build(durable: TemporalAgent) -> type:
