@@ -21,8 +21,8 @@ from typing import Any, Self
 
 import anyio.to_thread
 
-from ._policies import Request
 from ._recorded import redact_headers
+from ._replies import Request
 from ._wire import dumps, error_body, new_id
 
 MAX_BODY = 32 * 1024 * 1024

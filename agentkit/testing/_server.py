@@ -18,13 +18,12 @@ from typing import Any, Literal, TypeAlias
 
 from ._hostile import HostileReply, send_hostile
 from ._http_server import _JSON_TYPE, _SSE_TYPE, DEFAULT_MAX_RECORDED, MAX_BODY, _chunk, _Closed, _HTTPServer
-from ._policies import (
-    STATUS_BY_TYPE,
+from ._policies import STATUS_BY_TYPE, EchoPolicy, ScriptExhausted
+from ._replies import (
     CutStreamReply,
     DelayReply,
     DropMidBodyReply,
     DropReply,
-    EchoPolicy,
     ErrorEventReply,
     ErrorReply,
     MalformedReply,
@@ -36,7 +35,6 @@ from ._policies import (
     ReplyLike,
     Request,
     ResetReply,
-    ScriptExhausted,
     TrickleReply,
 )
 from ._validation import InvalidRequest, validate_count_tokens, validate_create
