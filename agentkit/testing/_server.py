@@ -18,12 +18,13 @@ from typing import Any, Literal, TypeAlias
 
 from ._hostile import HostileReply, send_hostile
 from ._http_server import _JSON_TYPE, _SSE_TYPE, DEFAULT_MAX_RECORDED, MAX_BODY, _chunk, _Closed, _HTTPServer
-from ._policies import STATUS_BY_TYPE, EchoPolicy, ScriptExhausted
-from ._replies import (
+from ._policies import (
+    STATUS_BY_TYPE,
     CutStreamReply,
     DelayReply,
     DropMidBodyReply,
     DropReply,
+    EchoPolicy,
     ErrorEventReply,
     ErrorReply,
     MalformedReply,
@@ -35,6 +36,7 @@ from ._replies import (
     ReplyLike,
     Request,
     ResetReply,
+    ScriptExhausted,
     TrickleReply,
 )
 from ._validation import InvalidRequest, validate_count_tokens, validate_create
