@@ -65,8 +65,9 @@ from ._history import repair_history
 from ._logging import configure_logging, redact_secrets
 from ._media import Document
 from ._state import Approve, Defer, Deny, PendingCall, RunState
-from ._tool import Image, Tool, Toolset, tool
+from ._tool import Image, Tool, tool
 from ._tool_run import ToolOutcome, ToolStatus, tool_thread_limiter
+from ._toolset import Toolset
 from .types import Message, MessageParam, Usage
 
 __version__ = "0.1.0"

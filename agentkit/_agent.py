@@ -28,7 +28,8 @@ from ._output import OUTPUT_TOOL, OutputTool
 from ._provider import ToolProvider
 from ._request import RequestBuilder
 from ._state import Approve, Decision, Defer, Deny, RunState
-from ._tool import Tool, Toolset
+from ._tool import Tool
+from ._toolset import Toolset
 from .stores._base import Store
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, ToolUseBlock, to_wire
 

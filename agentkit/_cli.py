@@ -31,7 +31,7 @@ from ._client import Client
 from ._events import RunFinished
 from ._exceptions import AgentKitError, AgentRunError, ConfigurationError, ToolDefinitionError
 from ._logging import configure_logging
-from ._tool import Toolset
+from ._toolset import Toolset
 
 __all__ = ["main"]
 

@@ -24,7 +24,8 @@ from types import ModuleType
 from typing import Any
 
 from ._exceptions import ToolDefinitionError
-from ._tool import Tool, Toolset
+from ._tool import Tool
+from ._toolset import Toolset
 
 __all__ = ["BUNDLED", "LoadedTools", "load_tools", "mcp_toolsets"]
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -18,10 +16,8 @@ from ._deadline import _Deadline, check_total_timeout
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     ConfigurationError,
     ProtocolError,
-    _make_status_error,
 )
 from ._http import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -30,7 +26,6 @@ from ._http import (
     Verify,
     build_client,
     check_options,
-    decoded_chunks,
     event_loop,
     read_capped,
     ssl_context,
@@ -38,14 +33,20 @@ from ._http import (
 )
 from ._json import loads
 from ._logging import _register_secret, get_logger
-from ._retry import classify, parse_retry_after, retry_delay
-from ._secrets import _forget_locals, _Headers, _is_secret_header, _Secret
-from ._sse import MessageAccumulator, SSEDecoder, typed_event
+from ._response import (
+    _encode,
+    _parse_message,
+    _request_id,
+    _status_error,
+    _transport_errors,
+    _unwrap_envelope,
+)
+from ._retry import retry_delay
+from ._secrets import _Headers, _is_secret_header, _Secret
+from ._stream import MessageStream
 from .types import (
-    InvalidToolInput,
     Message,
     MessageParam,
-    StreamEvent,
     _message_params_adapter,
     to_wire,
 )
@@ -499,196 +500,7 @@ class Client:
         return retry_delay(error, attempt, self.max_retries, initial=_INITIAL_BACKOFF, maximum=_MAX_BACKOFF)
 
 
-class MessageStream:
-    """A streaming response: iterate typed :data:`StreamEvent` objects, then read :attr:`message`.
-
-    Retries happen only until the HTTP response arrives; once events have been delivered an error
-    is raised, never silently re-sent.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        body: dict[str, Any],
-        extra_headers: Mapping[str, str] | None,
-        timeout: float | httpx2.Timeout | None,
-        *,
-        total_timeout: float | None = None,
-    ) -> None:
-        self._client = client
-        self._body = body
-        self._extra_headers = extra_headers
-        self._timeout = timeout
-        self._total_timeout = total_timeout
-        self._deadline = _Deadline(None)
-        self._response: httpx2.Response | None = None
-        self._accumulator: MessageAccumulator | None = None
-        self._message: Message | None = None
-        self._iterated = False
-
-    @property
-    def request_id(self) -> str | None:
-        """The ``request-id`` of the response, once it arrived."""
-        return _request_id(self._response) if self._response is not None else None
-
-    @property
-    def accumulator(self) -> MessageAccumulator:
-        """The live accumulator (partial text and tool JSON while streaming)."""
-        if self._accumulator is None:
-            raise RuntimeError("the stream has not started; use `async with client.stream(...)`")
-        return self._accumulator
-
-    @property
-    def message(self) -> Message:
-        """The final Message; available after the events were consumed."""
-        if self._message is None:
-            raise RuntimeError("the stream is not finished; iterate it or await final_message()")
-        return self._message
-
-    async def __aenter__(self) -> Self:
-        await self._open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Release the connection."""
-        if self._response is not None:
-            await self._response.aclose()
-
-    async def _open(self) -> None:
-        client = self._client
-        content = _encode(self._body)
-        url = client.base_url + "/v1/messages"
-
-        async def attempt(number: int) -> None:
-            headers = client._headers_for(number, self._extra_headers)
-            headers["accept"] = "text/event-stream"
-            self._deadline = deadline = _Deadline(self._total_timeout)
-            with deadline.guard(f"the request to {url}"):
-                async with _transport_errors(url):
-                    response = await client._send("/v1/messages", content, headers, self._timeout)
-            if response.status_code < 400 and _is_event_stream(response):
-                self._response = response
-                self._accumulator = MessageAccumulator(_request_id(response))
-                return
-            with deadline.guard(f"the request to {url}", _request_id(response)):
-                async with _transport_errors(url):
-                    raw = await read_capped(response, client.max_response_bytes)
-            if response.status_code >= 400:
-                raise _status_error(response, raw)
-            # A 200 that is not SSE: a proxy answering JSON (maybe an envelope) to a stream request.
-            if not raw:
-                raise ProtocolError(
-                    f"expected an event stream from {url}, got an empty {response.status_code} answer",
-                    request_id=_request_id(response),
-                )
-            try:
-                data = loads(raw)
-            except ValueError as exc:
-                raise ProtocolError(
-                    f"expected an event stream from {url}, got invalid JSON: {exc}",
-                    request_id=_request_id(response),
-                ) from exc
-            message = _parse_message(_unwrap_envelope(data, response), response)
-            self._response = response
-            self._accumulator = MessageAccumulator(_request_id(response))
-            self._message = message
-
-        await client._with_retries(attempt, stream=True)
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._typed_events()
-
-    async def _typed_events(self) -> AsyncIterator[StreamEvent]:
-        async for payload in self.raw_events():
-            yield typed_event(payload, self.request_id)
-
-    async def raw_events(self) -> AsyncIterator[dict[str, Any]]:
-        """The events as JSON dicts (cheaper than typed events); the Message accumulates either way."""
-        if self._iterated:
-            raise RuntimeError("a stream can be iterated only once")
-        self._iterated = True
-        if self._response is None:
-            await self._open()
-        if self._message is not None:  # non-SSE fallback: nothing to stream
-            return
-        response = self._response
-        accumulator = self._accumulator
-        assert response is not None
-        assert accumulator is not None
-        decoder = SSEDecoder(request_id=self.request_id)
-        try:
-            chunks = decoded_chunks(
-                response, self._client.max_response_bytes, self._deadline, self.request_id
-            )
-            async for chunk in chunks:
-                for event, data in decoder.feed(chunk):
-                    payload = accumulator.feed_sse(event, data)
-                    if payload is not None:
-                        yield payload
-        except httpx2.TimeoutException as exc:
-            _forget_locals(exc)
-            raise APITimeoutError(
-                "the stream stalled past the read timeout", request_id=self.request_id
-            ) from exc
-        except (httpx2.TransportError, OSError) as exc:
-            _forget_locals(exc)
-            raise APIConnectionError(
-                f"the stream broke before message_stop: {type(exc).__name__}", request_id=self.request_id
-            ) from exc
-        except httpx2.DecodingError as exc:
-            raise ProtocolError(
-                f"the stream's Content-Encoding could not be decoded: {exc}", request_id=self.request_id
-            ) from exc
-        for event, data in decoder.flush():
-            payload = accumulator.feed_sse(event, data)
-            if payload is not None:
-                yield payload
-        self._message = accumulator.message()
-
-    async def final_message(self) -> Message:
-        """Consume the remaining events (if any) and return the accumulated Message."""
-        if self._message is None:
-            if not self._iterated:
-                async for _ in self.raw_events():
-                    pass
-            else:
-                raise RuntimeError("the stream was not consumed to the end")
-        return self.message
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def _transport_errors(url: str) -> AsyncIterator[None]:
-    """httpx transport failures as agentkit's typed (retryable) connection errors."""
-    try:
-        yield
-    except httpx2.TimeoutException as exc:
-        _forget_locals(exc)
-        raise APITimeoutError(f"no answer from {url} within the timeout") from exc
-    except httpx2.TransportError as exc:
-        _forget_locals(exc)
-        raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
-    except OSError as exc:  # a TLS alert or socket error the stack did not wrap (ssl.SSLError included)
-        _forget_locals(exc)
-        raise APIConnectionError(f"connection to {url} failed: {type(exc).__name__}: {exc}") from exc
-    except httpx2.DecodingError as exc:
-        _forget_locals(exc)
-        raise ProtocolError(f"the answer from {url} could not be decoded (Content-Encoding): {exc}") from exc
-    except BaseException as exc:  # a cancellation (the caller's deadline) passed through those frames too
-        _forget_locals(exc)
-        raise
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    """A request body as compact UTF-8 JSON."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _normalise_base_url(url: str) -> str:
@@ -770,84 +582,3 @@ def _tool_definition(tool: Any) -> Any:
     if callable(definition):
         return definition()
     return to_wire(tool)
-
-
-def _request_id(response: httpx2.Response | None) -> str | None:
-    return response.headers.get("request-id") if response is not None else None
-
-
-def _is_event_stream(response: httpx2.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("text/event-stream")
-
-
-def _status_error(response: httpx2.Response, raw: bytes) -> APIStatusError:
-    try:
-        body: Any = loads(raw) if raw else None
-    except ValueError:
-        body = raw[:500].decode("utf-8", "replace")
-    if isinstance(body, dict) and "error" not in body:  # an envelope-style error ({"code", "message"/"msg"})
-        text = body.get("message") or body.get("msg")
-        if isinstance(text, str):
-            body = {"error": {"message": text}}
-    error = _make_status_error(
-        status=response.status_code,
-        body=body,
-        request_id=_request_id(response),
-        retry_after=parse_retry_after(response.headers),
-    )
-    classify(error, response.status_code, response.headers)
-    return error
-
-
-def _unwrap_envelope(data: Any, response: httpx2.Response) -> Any:
-    """PoYo-style ``{"code": 200, "data": {...}}``: unwrap it; a non-200 code is a typed error."""
-    if isinstance(data, dict) and "code" in data and "data" in data and data.get("type") != "message":
-        code = data.get("code")
-        inner = data.get("data")
-        if code == 200 and inner is not None:
-            return inner
-        message = data.get("message") or data.get("msg") or f"envelope code {code}"
-        status = code if isinstance(code, int) else None
-        if isinstance(inner, dict) and isinstance(inner.get("error"), dict):
-            body: Any = inner
-        else:
-            body = {"error": {"message": str(message)}}
-        raise _make_status_error(
-            status=status if status and status >= 400 else 500, body=body, request_id=_request_id(response)
-        )
-    return data
-
-
-def _parse_message(data: Any, response: httpx2.Response) -> Message:
-    if not isinstance(data, dict) or data.get("type") not in (None, "message") or "content" not in data:
-        if isinstance(data, dict) and data.get("type") == "error":
-            raise _make_status_error(status=response.status_code, body=data, request_id=_request_id(response))
-        raise ProtocolError(
-            "the answer is not a Message (no content); is base_url a Messages API endpoint?",
-            request_id=_request_id(response),
-        )
-    invalid = _isolate_invalid_tool_inputs(data)
-    try:
-        message = Message.model_validate(data)
-    except ValueError as exc:
-        raise ProtocolError(f"malformed Message: {exc}", request_id=_request_id(response)) from exc
-    message._invalid_tool_inputs = invalid
-    message._request_id = _request_id(response)
-    return message
-
-
-def _isolate_invalid_tool_inputs(data: dict[str, Any]) -> list[InvalidToolInput]:
-    """A ``tool_use`` whose ``input`` is not an object must not sink the whole Message: it keeps
-    ``input: {}`` (so the history stays valid), is flagged, and is never run."""
-    invalid: list[InvalidToolInput] = []
-    content = data.get("content")
-    if not isinstance(content, list):
-        return invalid
-    for index, block in enumerate(content):
-        if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
-            value = block.get("input", {})
-            if not isinstance(value, dict):
-                raw = json.dumps(value, ensure_ascii=False)
-                content[index] = {**block, "input": {}}
-                invalid.append(InvalidToolInput(index=index, id=str(block.get("id", "")), raw=raw))
-    return invalid

@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field
 
 from agentkit._context import RunContext
 from agentkit._exceptions import ConfigurationError, ToolDefinitionError, ToolError
-from agentkit._tool import Image, Tool, Toolset, tool
+from agentkit._tool import Image, Tool, tool
+from agentkit._toolset import Toolset
 from agentkit.types import ImageBlock, TextBlock, ToolResultBlock, ToolUseBlock, Usage, to_wire
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._policies import MessageReply, Reply, Request
+from ._replies import MessageReply, Reply, Request
 
 if TYPE_CHECKING:
     from ._server import LocalServer
