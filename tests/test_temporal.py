@@ -493,6 +493,13 @@ def test_cancellation_answers_every_pending_call(
         async with durable.worker(client, task_queue=queue):
             handle = await durable.start(client, "slow", id=f"cancel-{queue}", task_queue=queue)
             await until(lambda: started(counts) and app.runs())
+            # The other call's body has run; wait until the workflow has its result too (an activity
+            # result reaches the workflow a moment after the body ends), so only slow_step is cut off.
+            while not any(  # noqa: ASYNC110 - the state lives in the Temporal server, polled by query
+                r.get("content") == "recorded beside"
+                for r in ((await handle.query("state")).get("open_turn") or {}).get("results", ())
+            ):
+                await asyncio.sleep(0.05)
             await handle.cancel()
             with pytest.raises(WorkflowFailureError) as caught:
                 await handle.result()
