@@ -23,8 +23,9 @@ from ._http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Cert,
     HTTPStack,
+    Pools,
     Verify,
-    build_client,
+    build_pools,
     check_options,
     event_loop,
     read_capped,
@@ -156,6 +157,7 @@ class Client:
         self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
+        self._pools: Pools | None = None
         self._max_connections = max_connections
         check_options(
             http=http,
@@ -179,7 +181,7 @@ class Client:
         if self._own_http:
             # Built now, not at the first request: the stack's imports and the TLS context cost
             # ~100-200 ms once, which would otherwise stall the first request.
-            self._http_client = self._new_pool()
+            self._pools = self._new_pool()
             warm_up_imports()
 
     @property
@@ -190,16 +192,20 @@ class Client:
         http = self._http_client
         if not self._own_http and http is not None:
             return http
-        loop = event_loop()
-        if http is None or http.is_closed or (self._http_loop is not None and loop is not self._http_loop):
-            http = self._http_client = self._new_pool()
-        self._http_loop = loop
-        return http
+        return self._own_pools().pick()
 
-    def _new_pool(self) -> httpx2.AsyncClient:
+    def _own_pools(self) -> Pools:
+        loop = event_loop()
+        pools = self._pools
+        if pools is None or pools.is_closed or (self._http_loop is not None and loop is not self._http_loop):
+            pools = self._pools = self._new_pool()
+        self._http_loop = loop
+        return pools
+
+    def _new_pool(self) -> Pools:
         if self._transport is None and self._ssl_context is None:
             self._ssl_context = ssl_context(*self._tls)
-        return build_client(
+        return build_pools(
             http=self.http,
             transport=self._transport,
             timeout=self.timeout,
@@ -217,16 +223,17 @@ class Client:
         On our own pool the request is built directly (it has no default headers, cookies or params to
         merge: ``build_request`` would only cost time); a user's ``http_client=`` gets ``build_request``.
         """
-        http = self._http
         phases = (self.timeout if timeout is None else _as_timeout(timeout)).as_dict()
         if self._own_http:
+            pools = self._own_pools()
             request = httpx2.Request(
                 "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
             )
-        else:
-            request = http.build_request(
-                "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
-            )
+            return await pools.send(request)
+        http = self._http
+        request = http.build_request(
+            "POST", self._url(path), content=content, headers=headers, extensions={"timeout": phases}
+        )
         return await http.send(request, stream=True)
 
     # --- public calls ------------------------------------------------------------------------
@@ -376,10 +383,10 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the connection pool if we created it (a later call opens a new one)."""
-        if self._own_http and self._http_client is not None:
-            client, self._http_client = self._http_client, None
+        if self._own_http and self._pools is not None:
+            pools, self._pools = self._pools, None
             if self._http_loop is None or self._http_loop is event_loop():
-                await client.aclose()
+                await pools.aclose()
 
     async def __aenter__(self) -> Self:
         return self

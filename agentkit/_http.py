@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import ssl
+from collections.abc import AsyncIterator
 from typing import Literal, TypeAlias
 
 import httpx2
@@ -135,6 +136,128 @@ def build_client(
         return httpx2.AsyncClient(transport=transport, timeout=timeout, limits=limits)
     return httpx2.AsyncClient(
         timeout=timeout, limits=limits, verify=context if context is not None else True, http2=http2
+    )
+
+
+POOL_SPLIT_FROM = 256
+"""From this ``max_connections`` on, a Client we create splits its pool (see :class:`Pools`)."""
+MAX_POOLS = 8
+
+
+def pool_count(max_connections: int) -> int:
+    """How many stock pools a Client we create spreads its requests over (1 below POOL_SPLIT_FROM)."""
+    if max_connections < POOL_SPLIT_FROM:
+        return 1
+    return max(1, min(MAX_POOLS, max_connections // (POOL_SPLIT_FROM // 2)))
+
+
+SPILL_AT = 32
+"""A split pool's requests go to the first pool with fewer than this many in flight (else the least busy)."""
+
+
+class Pools:
+    """Several stock ``httpx2.AsyncClient`` s sharing ``max_connections``.
+
+    httpcore2's pool does work proportional to its size on every request, which makes thousands of
+    concurrent requests on one pool quadratic; N pools of ``max_connections / N`` divide that by N.
+    Each is a complete httpx2 client (its own transport, env proxies, TLS, limits). A request goes to
+    the first pool with fewer than ``SPILL_AT`` requests in flight (the least busy one if none has),
+    so at low concurrency everything stays on the first pool and reuses its kept-alive connections.
+    """
+
+    __slots__ = ("_busy", "_clients", "_n")
+
+    def __init__(self, clients: list[httpx2.AsyncClient]) -> None:
+        self._clients = clients
+        self._n = len(clients)
+        self._busy = [0] * self._n
+
+    def pick(self) -> httpx2.AsyncClient:
+        """The pool the next request would go to."""
+        return self._clients[self._index()]
+
+    def _index(self) -> int:
+        busy = self._busy
+        for index, in_flight in enumerate(busy):
+            if in_flight < SPILL_AT:
+                return index
+        return busy.index(min(busy))
+
+    async def send(self, request: httpx2.Request) -> httpx2.Response:
+        """``AsyncClient.send(request, stream=True)`` on the chosen pool; the request counts as in
+        flight until its response is closed."""
+        if self._n == 1:
+            return await self._clients[0].send(request, stream=True)
+        index = self._index()
+        self._busy[index] += 1
+        try:
+            response = await self._clients[index].send(request, stream=True)
+        except BaseException:
+            self._busy[index] -= 1
+            raise
+        response.stream = _Counted(response.stream, self._busy, index)  # type: ignore[arg-type]
+        return response
+
+    @property
+    def clients(self) -> list[httpx2.AsyncClient]:
+        return self._clients
+
+    @property
+    def is_closed(self) -> bool:
+        return self._clients[0].is_closed
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+class _Counted(httpx2.AsyncByteStream):
+    """A response's stream that marks its request done (in ``Pools``) when it is closed."""
+
+    __slots__ = ("_busy", "_index", "_inner", "_open")
+
+    def __init__(self, inner: httpx2.AsyncByteStream, busy: list[int], index: int) -> None:
+        self._inner = inner
+        self._busy = busy
+        self._index = index
+        self._open = True
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._busy[self._index] -= 1
+        await self._inner.aclose()
+
+
+def build_pools(
+    *,
+    http: HTTPStack,
+    transport: httpx2.AsyncBaseTransport | None,
+    timeout: httpx2.Timeout,
+    max_connections: int,
+    context: ssl.SSLContext | None,
+    http2: bool,
+) -> Pools:
+    """The pool(s) of a Client that owns its pool: on the httpx stack, one ``build_client`` per share of
+    ``max_connections``; the aiohttp stack (whose pool does not grow dearer) and a user's
+    ``transport=`` are one pool, as given."""
+    n = pool_count(max_connections) if transport is None and http == "httpx" else 1
+    shares = [max_connections // n + (1 if i < max_connections % n else 0) for i in range(n)]
+    return Pools(
+        [
+            build_client(
+                http=http,
+                transport=transport,
+                timeout=timeout,
+                max_connections=share,
+                context=context,
+                http2=http2,
+            )
+            for share in shares
+        ]
     )
 
 

@@ -20,7 +20,9 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
-import structlog
+# structlog is imported by the functions that use it, not with agentkit: ``import structlog`` imports
+# ``structlog.dev``, which imports rich when it is installed (~50 ms of ``import agentkit``). The first
+# ``get_logger`` (an Agent's constructor) pays it, not a request.
 
 __all__ = ["configure_logging", "get_logger", "redact_secrets"]
 
@@ -109,6 +111,8 @@ def get_logger(name: str) -> Any:
     """agentkit's loggers: structlog's own once the application configured structlog (or a test
     captures logs); until then only warnings and errors reach stderr, so an unconfigured library
     stays quiet — like the standard library's last-resort handler — and does no work for info lines."""
+    import structlog
+
     if structlog.is_configured():
         return structlog.get_logger(name)
     return structlog.wrap_logger(
@@ -302,6 +306,8 @@ def _exception_formatter(colors: bool) -> Any:
     hold deps, headers and keys, and rich prints them truncated, past any whole-value redaction);
     the plain one otherwise. Its output is scrubbed; a coloured traceback that needed scrubbing is
     written without colours (escape codes inside a secret would hide it from the scrubber)."""
+    import structlog
+
     inner: Any = structlog.dev.plain_traceback
     try:
         import rich  # noqa: F401  (optional: only to pick the renderer)
@@ -348,6 +354,8 @@ def configure_logging(
             production), or ``"auto"``: console on a terminal, JSON otherwise.
         stream: where lines go (default ``sys.stderr``).
     """
+    import structlog
+
     from ._validate import log_level, logging_options  # here: _validate imports this module
 
     numeric = log_level(level)

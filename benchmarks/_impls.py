@@ -278,6 +278,17 @@ class AgentKitAiohttp(AgentKit):
     stack = "aiohttp"
 
 
+class AgentKitOnePool(AgentKit):
+    """agentkit on the default stack with its pool not split (``agentkit._http.POOL_SPLIT_FROM`` out of
+    reach): what ``Client()`` was before it spread its requests over several httpx2 pools."""
+
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        from agentkit import _http
+
+        _http.POOL_SPLIT_FROM = 10**9
+        super().__init__(base_url, stream=stream, max_connections=max_connections)
+
+
 class AgentKitTunedGC(AgentKit):
     """agentkit with the GC setting a service would use (``examples/service.py``): what startup built
     frozen, and collections 70x less often. Only the application can choose this."""
@@ -351,6 +362,7 @@ IMPLS: dict[str, type[Any]] = {
     "agentkit": AgentKit,
     "agentkit, aiohttp": AgentKitAiohttp,
     "agentkit, tuned gc": AgentKitTunedGC,
+    "agentkit, one pool": AgentKitOnePool,
     "anthropic": AnthropicSDK,
     "pydantic-ai": PydanticAI,
 }
