@@ -121,24 +121,7 @@ class Raw:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue
-                event = json.loads(line[5:])
-                kind = event["type"]
-                if kind == "content_block_delta":
-                    delta = event["delta"]
-                    if delta["type"] == "text_delta":
-                        blocks[event["index"]]["text"] += delta["text"]
-                    elif delta["type"] == "input_json_delta":
-                        partial.setdefault(event["index"], []).append(delta["partial_json"])
-                elif kind == "content_block_start":
-                    blocks.append(dict(event["content_block"]))
-                elif kind == "content_block_stop":
-                    parts = partial.pop(event["index"], None)
-                    if parts:
-                        blocks[event["index"]]["input"] = json.loads("".join(parts))
-                elif kind == "message_delta":
-                    stop_reason = event["delta"].get("stop_reason")
-                elif kind == "error":
-                    raise RuntimeError(event)
+                stop_reason = _fold(json.loads(line[5:]), blocks, partial) or stop_reason
         return blocks, stop_reason
 
     async def aclose(self) -> None:
@@ -179,24 +162,7 @@ class RawAiohttp(Raw):
             async for raw_line in response.content:
                 if not raw_line.startswith(b"data:"):
                     continue
-                event = json.loads(raw_line[5:])
-                kind = event["type"]
-                if kind == "content_block_delta":
-                    delta = event["delta"]
-                    if delta["type"] == "text_delta":
-                        blocks[event["index"]]["text"] += delta["text"]
-                    elif delta["type"] == "input_json_delta":
-                        partial.setdefault(event["index"], []).append(delta["partial_json"])
-                elif kind == "content_block_start":
-                    blocks.append(dict(event["content_block"]))
-                elif kind == "content_block_stop":
-                    parts = partial.pop(event["index"], None)
-                    if parts:
-                        blocks[event["index"]]["input"] = json.loads("".join(parts))
-                elif kind == "message_delta":
-                    stop_reason = event["delta"].get("stop_reason")
-                elif kind == "error":
-                    raise RuntimeError(event)
+                stop_reason = _fold(json.loads(raw_line[5:]), blocks, partial) or stop_reason
         return blocks, stop_reason
 
     async def aclose(self) -> None:
@@ -383,3 +349,27 @@ def available(name: str) -> bool:
 def make_impl(name: str, base_url: str, *, stream: bool, max_connections: int = 1000) -> Impl:
     impl: Impl = IMPLS[name](base_url, stream=stream, max_connections=max_connections)
     return impl
+
+
+def _fold(event: dict[str, Any], blocks: list[dict[str, Any]], partial: dict[int, list[str]]) -> str | None:
+    """The raw loops' hand-written accumulator: fold one SSE event in; a ``message_delta``'s stop reason
+    is returned (one copy, so both raw loops do exactly the same work)."""
+    kind = event["type"]
+    if kind == "content_block_delta":
+        delta = event["delta"]
+        if delta["type"] == "text_delta":
+            blocks[event["index"]]["text"] += delta["text"]
+        elif delta["type"] == "input_json_delta":
+            partial.setdefault(event["index"], []).append(delta["partial_json"])
+    elif kind == "content_block_start":
+        blocks.append(dict(event["content_block"]))
+    elif kind == "content_block_stop":
+        parts = partial.pop(event["index"], None)
+        if parts:
+            blocks[event["index"]]["input"] = json.loads("".join(parts))
+    elif kind == "message_delta":
+        stop_reason: str | None = event["delta"].get("stop_reason")
+        return stop_reason
+    elif kind == "error":
+        raise RuntimeError(event)
+    return None
