@@ -12,6 +12,10 @@ rounds):
 - ``httpx2 over agentkit's aiohttp transport``: the same client over ``AiohttpTransport``;
 - ``agentkit Client, httpx`` / ``agentkit Client, aiohttp``: what ``agentkit.Client`` does per request on
   each stack (build, send, capped decoded read, JSON), without the Message model;
+- ``httpx2.AsyncClient.send, in-memory transport``: the same answer replayed by a transport that does no
+  I/O: what httpx2's client layer alone costs (request and response objects, auth and redirect flow,
+  cookies, stream wrappers). ``raw aiohttp`` plus this row is the least any stack that sends through
+  ``AsyncClient.send`` can cost (a lower bound: measured in a hot loop, with warm caches);
 - ``bare asyncio streams`` (1 in flight only): hand-written HTTP/1.1 over one connection (a floor).
 """
 
@@ -33,6 +37,8 @@ BODY = json.dumps(
 ).encode()
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
 LIMIT = 1000
+IN_MEMORY = "httpx2.AsyncClient.send, in-memory transport (no I/O)"
+FLOOR = "floor for any stack through AsyncClient.send (raw aiohttp + the row above)"
 
 
 async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[object]]], list[Any]]:
@@ -56,6 +62,30 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
     async def via(http: httpx2.AsyncClient) -> object:
         return (await http.post(url, content=BODY, headers=HEADERS)).json()
 
+    # The same answer, replayed in memory: what httpx2.AsyncClient.send costs with no I/O at all, the
+    # least any stack that sends through it (issue 19, item 1) adds to raw aiohttp.
+    async with session.post(url, data=BODY, headers=HEADERS) as sample:
+        replay_headers, replay_body = list(sample.raw_headers), await sample.read()
+
+    class _Replay(httpx2.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            return httpx2.Response(200, headers=replay_headers, content=replay_body)
+
+    in_memory = httpx2.AsyncClient(transport=_Replay())
+    parsed = httpx2.URL(url)
+    wire_headers = {"host": parsed.netloc.decode(), **HEADERS, "content-length": str(len(BODY))}
+
+    async def send_in_memory() -> object:
+        # The cheapest request httpx2 takes (parsed URL, Host and Content-Length given, stream=), as
+        # agentkit builds it.
+        request = httpx2.Request("POST", parsed, headers=wire_headers, stream=httpx2.ByteStream(BODY))
+        request.read()
+        response = await in_memory.send(request, stream=True)
+        try:
+            return json.loads(await response.aread())
+        finally:
+            await response.aclose()
+
     def agentkit_send(client: Client) -> Callable[[], Awaitable[object]]:
         body = json.loads(BODY)
 
@@ -70,8 +100,9 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
         "httpx2 over agentkit's AiohttpTransport": lambda: via(over_aiohttp),
         "agentkit Client, httpx": agentkit_send(ours),
         "agentkit Client, aiohttp": agentkit_send(ours_aiohttp),
+        IN_MEMORY: send_in_memory,
     }
-    return stacks, [plain, over_aiohttp, session, ours, ours_aiohttp]
+    return stacks, [plain, over_aiohttp, session, ours, ours_aiohttp, in_memory]
 
 
 async def _bare(base_url: str, requests: int) -> float:
@@ -146,7 +177,10 @@ def markdown(result: dict[str, Any]) -> str:
         if n == "bare":
             continue
         base = statistics.median(samples["raw aiohttp"])
-        for name, values in samples.items():
+        rows = dict(samples)
+        if IN_MEMORY in samples:  # per round: raw aiohttp + httpx2's own cost, the floor under item 1
+            rows[FLOOR] = [a + b for a, b in zip(samples["raw aiohttp"], samples[IN_MEMORY], strict=True)]
+        for name, values in rows.items():
             median = statistics.median(values)
             lines.append(
                 f"| {n} | {name} | {median:.0f} ({min(values):.0f}-{max(values):.0f}) | {median / base:.2f} |"

@@ -360,3 +360,38 @@ async def test_envelope_error_body_with_an_http_error_status_keeps_its_message(p
         with pytest.raises(ERROR_CLASSES[body["code"]]) as info:
             await client.create(model="m", max_tokens=1, messages=MESSAGES)
     assert info.value.message == load_json(expected_path(path))["error"]["message"]
+
+
+class _ReadsContent(httpx2.AsyncBaseTransport):
+    """A user's transport that reads ``request.content`` without ``aread()`` (MockTransport reads
+    first, so it would not notice a request built around an unread stream)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[tuple[bytes, bytes]], bytes]] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.seen.append((request.headers.raw, request.content))
+        return httpx2.Response(200, json=ok()[1])
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host"),
+    [
+        ("https://api.example.test", b"api.example.test"),
+        ("http://127.0.0.1:8443/v1", b"127.0.0.1:8443"),
+        ("https://bücher.test", b"xn--bcher-kva.test"),
+    ],
+)
+async def test_a_request_carries_its_body_and_framing_headers_once(base_url: str, host: bytes) -> None:
+    transport = _ReadsContent()
+    async with Client(api_key=KEY, base_url=base_url, transport=transport, max_retries=0) as client:
+        await client.create(model="m", max_tokens=5, messages=MESSAGES)
+        async with client.stream(model="m", max_tokens=5, messages=MESSAGES) as stream:
+            [event async for event in stream]  # a JSON answer to a stream request: still a Message
+    for raw, content in transport.seen:
+        names = [name.lower() for name, _ in raw]
+        assert len(names) == len(set(names)), names  # nothing sent twice
+        assert (raw[0][0].lower(), raw[0][1]) == (b"host", host)  # Host first, as RFC 9110 asks
+        assert {k.lower(): v for k, v in raw}[b"content-length"] == str(len(content)).encode()
+        assert json.loads(content)["messages"] == MESSAGES
+    assert [json.loads(content).get("stream") for _, content in transport.seen] == [None, True]
