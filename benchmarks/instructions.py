@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             base = counts.get("raw")
             for name, count in counts.items():
                 ratio = f"{count / base:.2f}" if base else ""
-                print(f"| {'3. SSE' if stream else '1. JSON'} | {name} | {count:,.0f} | {ratio} |", flush=True)
+                scenario = "3. SSE" if stream else "1. JSON"
+                print(f"| {scenario} | {name} | {count:,.0f} | {ratio} |", flush=True)
     finally:
         srv.stop()
     if missing:
