@@ -255,6 +255,17 @@ class AgentKitOnePool(AgentKit):
         super().__init__(base_url, stream=stream, max_connections=max_connections)
 
 
+class AgentKitEightPools(AgentKit):
+    """agentkit on the default stack split as it was before round 5: at most 8 pools of
+    ``max_connections // 128`` each (now pools of ``agentkit._http.POOL_SIZE``, up to 64)."""
+
+    def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
+        from agentkit import _http
+
+        _http.POOL_SIZE, _http.MAX_POOLS = 128, 8
+        super().__init__(base_url, stream=stream, max_connections=max_connections)
+
+
 class AgentKitTunedGC(AgentKit):
     """agentkit with the GC setting a service would use (``examples/service.py``): what startup built
     frozen, and collections 70x less often. Only the application can choose this."""
@@ -329,6 +340,7 @@ IMPLS: dict[str, type[Any]] = {
     "agentkit, aiohttp": AgentKitAiohttp,
     "agentkit, tuned gc": AgentKitTunedGC,
     "agentkit, one pool": AgentKitOnePool,
+    "agentkit, 8 pools": AgentKitEightPools,
     "anthropic": AnthropicSDK,
     "pydantic-ai": PydanticAI,
 }

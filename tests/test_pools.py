@@ -89,3 +89,19 @@ async def test_a_small_pool_or_a_given_transport_is_not_split() -> None:
             await _create(given)
             assert given._pools is not None and len(given._pools.clients) == 1
             assert given._http._transport is transport  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "pools", "largest"), [(256, 8, 32), (1000, 31, 33), (2100, 64, 33)]
+)
+async def test_a_split_pool_is_pools_of_about_32_connections(
+    max_connections: int, pools: int, largest: int
+) -> None:
+    """Small pools: httpcore2's per-request cost grows with a pool's size (2,000 concurrent runs: 38 s on
+    8 pools of 262, 21 s on 64 of 33; benchmarks/README.md, round 5)."""
+    async with Client(
+        api_key="sk-test", base_url="http://127.0.0.1:9", max_connections=max_connections
+    ) as client:
+        assert client._pools is not None
+        shares = [c._transport._pool._max_connections for c in client._pools.clients]  # type: ignore[attr-defined]
+    assert (len(shares), max(shares), sum(shares)) == (pools, largest, max_connections)
