@@ -895,6 +895,36 @@ def test_malformed_request_line(server: LocalServer) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: a\x00b\r\n\r\n", b"400"),  # NUL in a value
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nbad name: v\r\n\r\n", b"400"),  # space in a name
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400"),
+        (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"400"),
+        (b"POST /v1/messages HTTP/2.0\r\nHost: x\r\n\r\n", b"505"),  # not HTTP/1.x
+    ],
+    ids=["nul-in-value", "space-in-name", "two-lengths", "negative-length", "http2-line"],
+)
+def test_a_malformed_request_is_answered_with_its_status_and_closed(
+    server: LocalServer, request_bytes: bytes, status: bytes
+) -> None:
+    out = raw_exchange(server, request_bytes)
+    assert out.startswith(b"HTTP/1.1 " + status + b" "), out[:200]
+    assert b"connection: close" in out
+    assert server.requests_received == 0  # none of them is taken for a request
+
+
+def test_an_incomplete_request_head_gets_400_and_an_idle_close_gets_nothing(server: LocalServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536) == b""
+
+
 def test_pipelined_keep_alive_and_http10_close(server: LocalServer) -> None:
     req = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: sk-test\r\nanthropic-version: 2023-06-01\r\n\r\n"
     last = req.replace(b"Host: x", b"Host: x\r\nConnection: close")

@@ -1,9 +1,10 @@
 """The HTTP/1.1 side of the local server: asyncio streams, run in a background thread.
 
 One asyncio loop in its own thread serves every connection, so tests on any anyio backend (asyncio or
-trio) and plain synchronous code can use it. The request parser is deliberately small: request line,
-headers, a ``Content-Length`` body (chunked request bodies get 411), keep-alive. Responses are
-``Content-Length`` JSON or ``Transfer-Encoding: chunked`` SSE, so connections stay reusable.
+trio) and plain synchronous code can use it. Requests are parsed by h11 (a ``Content-Length`` body;
+chunked request bodies get 411), keep-alive and pipelining included. Responses are written here, byte
+for byte (``Content-Length`` JSON or ``Transfer-Encoding: chunked`` SSE, so connections stay reusable),
+since the hostile replies must be able to write what no HTTP library would.
 What a request means (routes, validation, auth per flavour, replies) is ``_server.LocalServer``'s job.
 """
 
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio.to_thread
+import h11
 
 from ._recorded import redact_headers
 from ._replies import Request
@@ -46,6 +48,7 @@ _REASONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
     529: "Overloaded",
 }
 _SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -229,10 +232,11 @@ class _HTTPServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        requests = _Requests(reader)
         try:
             while True:
                 try:
-                    parsed = await self._read_request(reader)
+                    parsed = await self._read_request(requests)
                 except _HTTPError as exc:
                     self._write_response(
                         writer,
@@ -277,46 +281,33 @@ class _HTTPServer:
                 writer.close()
 
     async def _read_request(
-        self, reader: asyncio.StreamReader
+        self, requests: _Requests
     ) -> tuple[Request, bool, tuple[int, str, str] | None] | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                raise _HTTPError(400, "incomplete HTTP request head") from None
+        head = await requests.head()
+        if head is None:
             return None  # the client closed an idle connection
-        except asyncio.LimitOverrunError:
-            raise _HTTPError(431, "request header fields too large") from None
-        lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _HTTPError(400, f"malformed request line: {lines[0][:100]!r}")
-        method, target, version = parts
+        if head.http_version not in (b"1.0", b"1.1"):  # h11 parses any HTTP/x.y request line
+            version = head.http_version.decode("ascii")
+            raise _HTTPError(505, f"HTTP/{version} is not served here; use HTTP/1.1")
+        method, target = head.method.decode("ascii"), head.target.decode("ascii")
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _HTTPError(400, f"malformed header line: {line[:100]!r}")
-            key = name.lower()
-            value = value.strip()
+        for raw_name, raw_value in head.headers:  # h11 gives names lower-cased and values validated
+            key, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         if "transfer-encoding" in headers:
             raise _HTTPError(411, "chunked request bodies are not supported; send a Content-Length body")
-        length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
-            raise _HTTPError(400, f"invalid Content-Length: {length_text!r}")
-        length = int(length_text)
+        length = int(headers.get("content-length", "0"))  # h11 checked it is one non-negative integer
         if length > self.max_body:  # answered before the body is read, as a gateway's limit would
             with self._lock:
                 index = next(self._counter)
                 path = target.partition("?")[0]
                 self._requests.append(Request(method, path, headers, b"", None, index, status=413))
-            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.", unread=length)
-        body = await reader.readexactly(length) if length else b""
+            unread = length - requests.buffered()  # what is still on its way (a lingering close reads it)
+            raise _HTTPError(413, "Request exceeds the maximum allowed number of bytes.", unread=unread)
+        body = await requests.body()
         connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        http11 = head.http_version == b"1.1"
+        keep_alive = "close" not in connection if http11 else "keep-alive" in connection
         path, _, query = target.partition("?")
         parsed_json: Any = None
         if body:
@@ -430,6 +421,67 @@ class _HTTPServer:
             writer.write(head + b"".join(_chunk(e) for e in events))
         if end:
             writer.write(b"0\r\n\r\n")
+
+
+class _Requests:
+    """The requests of one connection, parsed by h11: one ``h11.Connection`` per request (responses are
+    written by the server itself, so h11 never sees them), with the bytes read past a request's end
+    (pipelined requests, an EOF) handed to the next one."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._parser = _parser()
+        self._pending = b""
+        self._eof = False
+
+    async def head(self) -> h11.Request | None:
+        """The next request's line and headers; None when the client closed between requests."""
+        self._parser = parser = _parser()
+        if self._pending:
+            parser.receive_data(self._pending)
+            self._pending = b""
+        if self._eof:
+            parser.receive_data(b"")
+        event = await self._event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11 gives a Request first
+            raise _HTTPError(400, "malformed HTTP request")
+        return event
+
+    def buffered(self) -> int:
+        """Bytes read from the connection that h11 has not yet handed over (after a head: body bytes)."""
+        return len(self._parser.trailing_data[0])
+
+    async def body(self) -> bytes:
+        """The request's body, whole (its size was checked against the limit from the head)."""
+        parts: list[bytes] = []
+        while not isinstance(event := await self._event(), h11.EndOfMessage):
+            if isinstance(event, h11.Data):
+                parts.append(event.data)
+            elif isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
+                raise _HTTPError(400, "the request body ended early")
+        self._pending, self._eof = self._parser.trailing_data
+        return b"".join(parts)
+
+    async def _event(self) -> object:  # an h11.Event (or PAUSED, which a server never sees here)
+        parser = self._parser
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
+                raise _HTTPError(status, f"malformed HTTP request: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self._reader.read(1 << 16)
+            if not data:
+                self._eof = True
+            parser.receive_data(data)
+
+
+def _parser() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=_HEAD_LIMIT)
 
 
 async def _drain(reader: asyncio.StreamReader, size: int, seconds: float = 10.0) -> None:
