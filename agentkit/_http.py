@@ -142,7 +142,7 @@ def build_client(
 POOL_SPLIT_FROM = 256
 """From this ``max_connections`` on, a Client we create splits its pool (see :class:`Pools`)."""
 POOL_SIZE = 32
-"""Connections per pool of a split pool (``SPILL_AT``: a pool is full when its spill point is)."""
+"""Connections per pool of a split pool."""
 MAX_POOLS = 64
 
 
@@ -153,8 +153,9 @@ def pool_count(max_connections: int) -> int:
     return max(1, min(MAX_POOLS, max_connections // POOL_SIZE))
 
 
-SPILL_AT = 32
-"""A split pool's requests go to the first pool with fewer than this many in flight (else the least busy)."""
+SPILL_AT = POOL_SIZE
+"""A split pool's requests go to the first pool with fewer than this many in flight (else the least
+busy): a pool takes requests until each of its connections has one."""
 
 
 class Pools:

@@ -256,8 +256,8 @@ class AgentKitOnePool(AgentKit):
 
 
 class AgentKitEightPools(AgentKit):
-    """agentkit on the default stack split as it was before round 5: at most 8 pools of
-    ``max_connections // 128`` each (now pools of ``agentkit._http.POOL_SIZE``, up to 64)."""
+    """agentkit on the default stack split as it was before round 5: ``max_connections // 128`` pools,
+    at most 8 (now pools of ``agentkit._http.POOL_SIZE`` connections, up to 64)."""
 
     def __init__(self, base_url: str, *, stream: bool, max_connections: int) -> None:
         from agentkit import _http

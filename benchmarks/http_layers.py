@@ -47,6 +47,8 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
     from agentkit import Client
     from agentkit.transports import AiohttpTransport
 
+    from .httpx2_send import send_cheapest
+
     url = base_url + "/v1/messages"
     limits = httpx2.Limits(max_connections=LIMIT, max_keepalive_connections=LIMIT)
     plain = httpx2.AsyncClient(limits=limits)
@@ -75,16 +77,8 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
     parsed = httpx2.URL(url)
     wire_headers = {"host": parsed.netloc.decode(), **HEADERS, "content-length": str(len(BODY))}
 
-    async def send_in_memory() -> object:
-        # The cheapest request httpx2 takes (parsed URL, Host and Content-Length given, stream=), as
-        # agentkit builds it.
-        request = httpx2.Request("POST", parsed, headers=wire_headers, stream=httpx2.ByteStream(BODY))
-        request.read()
-        response = await in_memory.send(request, stream=True)
-        try:
-            return json.loads(await response.aread())
-        finally:
-            await response.aclose()
+    def send_in_memory() -> Awaitable[object]:
+        return send_cheapest(in_memory, parsed, wire_headers, BODY)
 
     def agentkit_send(client: Client) -> Callable[[], Awaitable[object]]:
         body = json.loads(BODY)
@@ -162,10 +156,15 @@ async def measure(base_url: str, in_flight: list[int], requests: int, rounds: in
             out[str(n)] = samples
         out["bare"] = [await _bare(base_url, requests) for _ in range(rounds)]
     finally:
-        for closer in closers:
-            close = getattr(closer, "aclose", None) or closer.close
-            await close()
+        await close_all(closers)
     return out
+
+
+async def close_all(closers: list[Any]) -> None:
+    """Close what ``_stacks`` opened (httpx2 and agentkit clients, the aiohttp session)."""
+    for closer in closers:
+        close = getattr(closer, "aclose", None) or closer.close
+        await close()
 
 
 def markdown(result: dict[str, Any]) -> str:

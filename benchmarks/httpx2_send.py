@@ -24,6 +24,7 @@ import json
 import pstats
 import sys
 import time
+from typing import Any
 
 import httpx2
 
@@ -32,6 +33,20 @@ BODY = json.dumps({"model": "m", "max_tokens": 64, "messages": [{"role": "user",
 HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
 ANSWER = json.dumps({"id": "msg_1", "type": "message", "content": [{"type": "text", "text": "hi"}]}).encode()
 ANSWER_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
+
+
+async def send_cheapest(
+    client: httpx2.AsyncClient, url: httpx2.URL, headers: dict[str, str], body: bytes
+) -> Any:
+    """POST ``body`` as the cheapest request httpx2 accepts (a parsed URL, ``headers`` holding Host and
+    Content-Length, ``stream=``; agentkit builds its requests so) and return the answer's JSON."""
+    request = httpx2.Request("POST", url, headers=headers, stream=httpx2.ByteStream(body))
+    request.read()
+    response = await client.send(request, stream=True)
+    try:
+        return json.loads(await response.aread())
+    finally:
+        await response.aclose()
 
 
 class Prepared(httpx2.AsyncBaseTransport):
@@ -49,13 +64,7 @@ async def _main(requests: int, top: int) -> None:
         response.json()
 
     async def cheapest() -> None:
-        request = httpx2.Request("POST", parsed, headers=wire, stream=httpx2.ByteStream(BODY))
-        request.read()
-        response = await client.send(request, stream=True)
-        try:
-            json.loads(await response.aread())
-        finally:
-            await response.aclose()
+        await send_cheapest(client, parsed, wire, BODY)
 
     print(f"httpx2 {httpx2.__version__}, Python {sys.version.split()[0]}; CPU per request, best of 5:\n")
     for name, call in (("client.post", everyday), ("client.send, cheapest request", cheapest)):

@@ -52,22 +52,13 @@ async def _child(spec: dict[str, Any]) -> None:
 
 
 async def _child_http(spec: dict[str, Any]) -> None:
-    from .http_layers import _stacks
+    from .http_layers import _load, _stacks, close_all
 
     stacks, closers = await _stacks(spec["url"])
-    call, n = stacks[spec["stack"]], spec["in_flight"]
-    each = spec["runs"] // n
-
-    async def worker() -> None:
-        for _ in range(each):
-            await call()
-
     try:
-        await asyncio.gather(*(worker() for _ in range(n)))
+        await _load(stacks[spec["stack"]], spec["in_flight"], spec["runs"])
     finally:
-        for closer in closers:
-            close = getattr(closer, "aclose", None) or closer.close
-            await close()
+        await close_all(closers)
 
 
 def _instructions(spec: dict[str, Any]) -> int:
@@ -83,23 +74,26 @@ def _instructions(spec: dict[str, Any]) -> int:
     return int(found.group(1))
 
 
-def per_turn(url: str, impl: str, *, stream: bool, runs: int) -> float:
-    """Instructions per model turn of ``impl`` (the two processes run side by side)."""
-    specs = [{"impl": impl, "url": url, "stream": stream, "runs": n} for n in (WARMUP, WARMUP + runs)]
+def _difference(spec: dict[str, Any], warm: int, measured: int) -> int:
+    """Instructions of ``measured`` runs (or requests) of ``spec`` beyond ``warm`` ones: two processes,
+    side by side, one doing ``warm`` and one ``warm + measured``."""
     with ThreadPoolExecutor(2) as pool:
-        short, long = pool.map(_instructions, specs)
-    return (long - short) / (runs * (TOOL_TURNS + 1))
+        short, long = pool.map(_instructions, [{**spec, "runs": n} for n in (warm, warm + measured)])
+    return long - short
+
+
+def per_turn(url: str, impl: str, *, stream: bool, runs: int) -> float:
+    """Instructions per model turn of ``impl``."""
+    spec = {"impl": impl, "url": url, "stream": stream}
+    return _difference(spec, WARMUP, runs) / (runs * (TOOL_TURNS + 1))
 
 
 def per_request(url: str, stack: str, *, in_flight: int, requests: int) -> float:
-    """Instructions per HTTP round trip of ``stack`` with ``in_flight`` requests at once."""
-    warm = 2 * in_flight
-    specs = [
-        {"stack": stack, "url": url, "in_flight": in_flight, "runs": n} for n in (warm, warm + requests)
-    ]
-    with ThreadPoolExecutor(2) as pool:
-        short, long = pool.map(_instructions, specs)
-    return (long - short) / (requests // in_flight * in_flight)
+    """Instructions per HTTP round trip of ``stack`` with ``in_flight`` requests at once (``requests`` is
+    rounded down to a multiple of ``in_flight``, as each task sends the same number)."""
+    requests -= requests % in_flight
+    spec = {"stack": stack, "url": url, "in_flight": in_flight}
+    return _difference(spec, 2 * in_flight, requests) / requests
 
 
 def _http_table(url: str, levels: list[int], requests: int) -> None:

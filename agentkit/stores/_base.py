@@ -167,6 +167,17 @@ def check_entries(where: str, entries: Sequence[Entry]) -> list[Entry]:
     return items
 
 
+def append_rows(
+    where: str, session: Any, entries: Sequence[Entry], expected_revision: Any, decided: Sequence[str]
+) -> tuple[int, list[tuple[EntryKind, str]], list[str]]:
+    """``append()``'s arguments checked where they were given (``where`` names the call): the expected
+    revision, the entries as ``(kind, JSON)`` rows, and the decided ids as strings."""
+    check_session(where, session)
+    expected = check_revision(where, expected_revision)
+    rows = [(e.kind, encode(e)) for e in check_entries(where, entries)]
+    return expected, rows, [str(i) for i in decided]
+
+
 def encode(entry: Entry) -> str:
     return json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
 

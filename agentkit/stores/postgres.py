@@ -25,12 +25,10 @@ from ._base import (
     Entry,
     Store,
     already_decided,
-    check_entries,
-    check_revision,
+    append_rows,
     check_session,
     conflict,
     decode,
-    encode,
     store_error,
 )
 
@@ -150,10 +148,9 @@ class PostgresStore(Store):
         expected_revision: int,
         decided: Sequence[str] = (),
     ) -> int:
-        check_session("PostgresStore.append", session)
-        expected = check_revision("PostgresStore.append", expected_revision)
-        rows = [(e.kind, encode(e)) for e in check_entries("PostgresStore.append", entries)]
-        ids = [str(i) for i in decided]
+        expected, rows, ids = append_rows(
+            "PostgresStore.append", session, entries, expected_revision, decided
+        )
         new = expected + len(rows)
 
         def write(conn: psycopg.Connection[Any]) -> int:

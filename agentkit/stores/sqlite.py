@@ -25,12 +25,10 @@ from ._base import (
     Entry,
     Store,
     already_decided,
-    check_entries,
-    check_revision,
+    append_rows,
     check_session,
     conflict,
     decode,
-    encode,
     store_error,
 )
 
@@ -125,10 +123,7 @@ class SQLiteStore(Store):
         expected_revision: int,
         decided: Sequence[str] = (),
     ) -> int:
-        check_session("SQLiteStore.append", session)
-        expected = check_revision("SQLiteStore.append", expected_revision)
-        rows = [(e.kind, encode(e)) for e in check_entries("SQLiteStore.append", entries)]
-        ids = [str(i) for i in decided]
+        expected, rows, ids = append_rows("SQLiteStore.append", session, entries, expected_revision, decided)
 
         def write(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")  # the write lock first: the check below stays true

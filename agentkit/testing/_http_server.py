@@ -425,23 +425,15 @@ class _HTTPServer:
 
 class _Requests:
     """The requests of one connection, parsed by h11: one ``h11.Connection`` per request (responses are
-    written by the server itself, so h11 never sees them), with the bytes read past a request's end
-    (pipelined requests, an EOF) handed to the next one."""
+    written by the server itself, so h11 never sees them), fed the bytes read past the previous
+    request's end (pipelined requests, an EOF)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
         self._parser = _parser()
-        self._pending = b""
-        self._eof = False
 
     async def head(self) -> h11.Request | None:
         """The next request's line and headers; None when the client closed between requests."""
-        self._parser = parser = _parser()
-        if self._pending:
-            parser.receive_data(self._pending)
-            self._pending = b""
-        if self._eof:
-            parser.receive_data(b"")
         event = await self._event()
         if isinstance(event, h11.ConnectionClosed):
             return None
@@ -454,14 +446,20 @@ class _Requests:
         return len(self._parser.trailing_data[0])
 
     async def body(self) -> bytes:
-        """The request's body, whole (its size was checked against the limit from the head)."""
+        """The request's body, whole (its size was checked against the limit from the head); the next
+        request's parser starts with what came after it."""
         parts: list[bytes] = []
         while not isinstance(event := await self._event(), h11.EndOfMessage):
             if isinstance(event, h11.Data):
                 parts.append(event.data)
             elif isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
                 raise _HTTPError(400, "the request body ended early")
-        self._pending, self._eof = self._parser.trailing_data
+        after, closed = self._parser.trailing_data
+        self._parser = _parser()
+        if after:
+            self._parser.receive_data(after)
+        if closed:
+            self._parser.receive_data(b"")  # b"" is how h11 is told of the EOF
         return b"".join(parts)
 
     async def _event(self) -> object:  # an h11.Event (or PAUSED, which a server never sees here)
@@ -474,10 +472,7 @@ class _Requests:
                 raise _HTTPError(status, f"malformed HTTP request: {exc}") from None
             if event is not h11.NEED_DATA:
                 return event
-            data = await self._reader.read(1 << 16)
-            if not data:
-                self._eof = True
-            parser.receive_data(data)
+            parser.receive_data(await self._reader.read(1 << 16))
 
 
 def _parser() -> h11.Connection:
