@@ -327,4 +327,3 @@ if __name__ == "__main__":
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "temporal.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(report(result), flush=True)
-        os._exit(0)  # skip shutdown: the SDK's Rust threads can abort it (temporalio/sdk-python#300)

@@ -232,8 +232,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    # Everything is done and printed. Skip interpreter shutdown: the Temporal SDK's Rust threads can abort
-    # it with "PyGILState_Release: thread state ... must be current" (temporalio/sdk-python#300).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -20,6 +20,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed extras
     raise ImportError("agentkit.temporal needs the Temporal SDK: pip install 'agentkit[temporal]'") from None
 
+from . import _exit  # noqa: F401  (an exit hook: see _exit.py)
 from ._activities import NON_RETRYABLE_STATUS, PAYLOAD_LIMIT, ModelCall, ModelResult, SessionRef, ToolCall
 from ._agent import DurableResult, TemporalAgent
 from ._dev import dev_server, temporal_cli
