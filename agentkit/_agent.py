@@ -4,23 +4,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Generic, Literal, Self, cast
+from typing import Any, Generic, Literal, cast
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 from typing_extensions import TypeVar  # PEP 696 defaults; typing_extensions comes with pydantic
 
 from . import _session, _trace, _validate
+from ._agent_stream import AgentStream
 from ._client import Client
 from ._compaction import Compaction
 from ._context import RunContext
 from ._conversation import Conversation, Prompt, _as_params, _Transcript
-from ._events import AgentEvent, RunFinished, RunResult
+from ._events import RunResult
 from ._exceptions import ApprovalError, ConfigurationError
 from ._logging import get_logger
 from ._loop import Emit, _Run, drive
@@ -314,8 +312,8 @@ class Agent(Generic[DepsT, OutputT]):
         ``ToolCallStarted`` events before its calls run; each ``ToolCallFinished`` as soon as its call
         ends; all of a turn's events before the next turn's; ``RunFinished`` last. :meth:`run` and
         :meth:`resume` go through the same steps. A plain ``async for`` over ``agent.stream(...)``
-        (without ``async with``) gives the same events; it must then run to the end, or be closed
-        (``contextlib.aclosing``): to stop early, use ``async with``.
+        (without ``async with``) gives the same events; leaving it early stops the run once Python
+        closes the iteration (at once inside ``contextlib.aclosing(aiter(stream))``, else soon after).
         """
         _validate.run_arguments("Agent.stream", prompt, history, Conversation)
         _session.check_arguments(self, "Agent.stream", session, "history" if history is not None else None)
@@ -503,74 +501,6 @@ class Agent(Generic[DepsT, OutputT]):
         turn.pending.clear()
         state.step = "tools"
         return state
-
-
-class AgentStream(Generic[OutputT]):
-    """The events of a streaming run; ``result`` is set once the run finished.
-
-    Entered with ``async with``, it runs the agent in a task of its own and hands over each event as it
-    happens; leaving the block stops the run first (cancelling calls still running, every ``tool_use``
-    answered). Errors of the run are raised by the ``async for``, as :meth:`Agent.run` raises them.
-    See :meth:`Agent.stream`.
-    """
-
-    def __init__(self, start: Callable[[Emit], Awaitable[RunResult[Any]]]) -> None:
-        self._start = start
-        self._group: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[AgentEvent] | None = None
-        self._error: BaseException | None = None
-        self.result: RunResult[OutputT] | None = None
-
-    async def __aenter__(self) -> Self:
-        if self._group is not None:
-            raise ConfigurationError("this stream is already running: iterate it once")
-        # No buffer: the run waits at each event until the consumer takes it (as a generator would).
-        send, self._receive = anyio.create_memory_object_stream[AgentEvent](0)
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self._group = group
-        group.start_soon(self._drive, send)
-        return self
-
-    async def _drive(self, send: MemoryObjectSendStream[AgentEvent]) -> None:
-        async with send:  # closing it ends the consumer's `async for`
-            try:
-                await self._start(send.send)
-            except Exception as exc:  # handed to the consumer's task, unwrapped
-                self._error = exc
-
-    def __aiter__(self) -> AsyncIterator[AgentEvent]:
-        return self._events() if self._group is not None else self._hosted()
-
-    async def _hosted(self) -> AsyncIterator[AgentEvent]:
-        async with self:  # a plain `async for`: the stream hosts its own run
-            async for event in self._events():
-                yield event
-
-    async def _events(self) -> AsyncIterator[AgentEvent]:
-        assert self._receive is not None
-        async for event in self._receive:
-            if isinstance(event, RunFinished):
-                self.result = cast(RunResult[OutputT], event.result)
-            yield event
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        group = self._group
-        if group is None:
-            return
-        group.cancel_scope.cancel()  # a run still going stops here; its cancellation answers every call
-        try:
-            # No task is left in the group once it exits: exit it as a clean block, so the exception
-            # leaving the `async with` (a run error, or the consumer's own) propagates unchanged.
-            await group.__aexit__(None, None, None)
-        finally:
-            if self._receive is not None:
-                self._receive.close()
 
 
 def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:

@@ -4,13 +4,16 @@ the consumer sets, so a batched stream deadlocks (caught by ``fail_after``) inst
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from agentkit import Agent, Client, Conversation, Hooks, ToolLoopError
+from agentkit import Agent, Client, ConfigurationError, Conversation, Hooks, ToolLoopError
 from agentkit._context import RunContext
 from agentkit._events import (
     AgentEvent,
@@ -395,6 +398,111 @@ async def test_plain_async_for_reports_a_fast_call_before_a_slow_one_ends_too() 
                         assert tools.slow_waiting
                         tools.release.set()
     assert finished == ["fast", "slow"]
+
+
+class LoopErrors:
+    """Errors the event loop reports (asyncio's exception handler): a generator closed from the wrong
+    task lands there. Trio raises them in the run instead, which fails the test by itself."""
+
+    def __init__(self, backend: str) -> None:
+        self.seen: list[str] = []
+        if backend == "asyncio":
+            import asyncio
+
+            asyncio.get_running_loop().set_exception_handler(lambda _, ctx: self.seen.append(str(ctx)))
+
+
+async def _until_answered(conversation: Conversation) -> None:
+    """Wait (bounded by the caller's fail_after) until the history holds tool calls, all answered:
+    Python closes an abandoned iteration from a task of its own, so there is nothing else to wait on."""
+    while not (tool_uses_in(conversation.messages) and _valid(conversation)):  # noqa: ASYNC110
+        await anyio.sleep(0.001)
+
+
+def _valid(conversation: Conversation) -> bool:
+    try:
+        conversation.check()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore:Async generator .* was garbage collected:ResourceWarning")  # trio's
+@pytest.mark.parametrize("how", ["break", "error", "aclosing"])
+async def test_leaving_a_plain_async_for_stops_the_run_and_leaves_the_consumer_alone(
+    how: str, anyio_backend: str
+) -> None:
+    # No `async with`: Python closes the abandoned iteration later, from a task of its own (at once
+    # inside `aclosing`). The run must stop there (the call still running cancelled, every tool_use
+    # answered), and the consumer's own task must go on untouched: no cancellation leaking into it, no
+    # error from a cancel scope left in the wrong task.
+    errors = LoopErrors(anyio_backend)
+    tools = FastAndSlow()
+    conversation = Conversation()
+    with LocalServer(policy=fast_and_slow_script()) as server, anyio.fail_after(5):
+        stream = make_agent(server, tools=tools.tools).stream("go", history=conversation)
+        if how == "aclosing":
+            async with contextlib.aclosing(aiter(stream)) as events:
+                async for event in events:
+                    if isinstance(event, ToolCallFinished):
+                        break
+            assert tools.slow_cancelled  # closed here: the run stopped before `aclosing` returned
+            conversation.check()
+        else:
+            with pytest.raises(ValueError, match="the consumer's own") if how == "error" else _nothing():
+                async for event in stream:
+                    if isinstance(event, ToolCallFinished):
+                        assert tools.slow_waiting
+                        if how == "error":
+                            raise ValueError("the consumer's own error")
+                        break
+            await _until_answered(conversation)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()  # the consumer's task is not cancelled at its next ones
+        assert tools.slow_cancelled
+        assert not tools.slow_waiting
+    assert stream.result is None
+    assert [r.content for r in results_by_id(conversation.messages).values()] == [CANCELLED, "fast 2"]
+    assert len([r for r in server.requests if r.path == "/v1/messages"]) == 1
+    assert errors.seen == []
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+async def test_a_plain_async_for_cancelled_from_outside_stops_the_run_before_it_leaves(
+    anyio_backend: str,
+) -> None:
+    errors = LoopErrors(anyio_backend)
+    tools = FastAndSlow()
+    conversation = Conversation()
+    with LocalServer(policy=fast_and_slow_script()) as server, anyio.fail_after(5):
+        with anyio.CancelScope() as scope:
+            async for event in make_agent(server, tools=tools.tools).stream("go", history=conversation):
+                if isinstance(event, ToolCallFinished):
+                    scope.cancel()  # the consumer is cancelled in its next `__anext__`
+        assert scope.cancelled_caught
+        # cancelled inside the iteration, it waited there for the run to stop: nothing left to wait for
+        assert tools.slow_cancelled
+        conversation.check()
+    assert [r.content for r in results_by_id(conversation.messages).values()] == [CANCELLED, "fast 2"]
+    assert errors.seen == []
+
+
+async def test_a_stream_is_iterated_once(anyio_backend: str) -> None:
+    with LocalServer(policy=Script([reply.text("one"), reply.text("two")])) as server:
+        stream = make_agent(server).stream("go")
+        events = [e async for e in stream]
+        assert isinstance(events[-1], RunFinished)
+        with pytest.raises(ConfigurationError, match="iterate it once"):
+            async for _ in stream:
+                pass
+        with pytest.raises(ConfigurationError, match="iterate it once"):
+            async with stream:
+                pass
+        assert len([r for r in server.requests if r.path == "/v1/messages"]) == 1
 
 
 async def test_run_and_stream_take_the_same_steps() -> None:
