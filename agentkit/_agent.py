@@ -423,6 +423,7 @@ class Agent(Generic[DepsT, OutputT]):
             if isinstance(history, Conversation)
             else Conversation(_as_params(history or (), "history"))
         )
+        conversation._check_free()  # before the prompt goes in
         state = RunState(conversation=conversation, tool_choice=self.tool_choice)
         transcript = _Transcript(conversation)
         transcript.add_prompt(prompt)
@@ -442,6 +443,7 @@ class Agent(Generic[DepsT, OutputT]):
                 f"resume() takes a RunState or its JSON (result.state / result.state.to_json()), "
                 f"not {type(state).__name__}"
             )
+        state.conversation._check_free()  # a run resuming this very state still going
         given = dict(decisions or {})
         turn = state.open_turn
         if state.step == "completed":

@@ -6,12 +6,14 @@ Turns are kept as models (for the user) and as wire dicts (sent with every reque
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 from pydantic import ValidationError
 
 from . import _validate
+from ._exceptions import ConversationBusyError
 from ._history import check_messages, repair_history
 from ._prompt import is_content, prompt_blocks
 from .types import Message, MessageParam, TextBlock, ToolResultBlock, _message_params_adapter, to_wire
@@ -24,8 +26,9 @@ Prompt = str | Sequence[MessageParam | Mapping[str, Any]] | Sequence[Any] | None
 class Conversation:
     """History carried across runs (multi-turn bots). Runs append to it in place, so even a run that
     fails or is cancelled leaves it valid to continue (and an agent with ``compaction=`` compacts it in
-    place). Serialises to and from JSON. ``usage`` sums the tokens of its requests; ``context_tokens``
-    is the input size (cache included) of the last one."""
+    place). One run writes it at a time: another run given it meanwhile raises
+    :class:`ConversationBusyError`. Serialises to and from JSON. ``usage`` sums the tokens of its
+    requests; ``context_tokens`` is the input size (cache included) of the last one."""
 
     def __init__(self, messages: Iterable[MessageParam | Mapping[str, Any]] = ()) -> None:
         self._messages: list[MessageParam] = _as_params(messages)
@@ -36,6 +39,27 @@ class Conversation:
         #: input tokens (cache reads and writes included) of the last request made with this history:
         #: what ``Compaction.trigger_tokens`` is compared with
         self.context_tokens = 0
+        self._writer: str | None = None  # the run_id of the run writing it, if one is
+
+    def _check_free(self) -> None:
+        """Raise :class:`ConversationBusyError` if a run is writing this conversation."""
+        if self._writer is not None:
+            raise ConversationBusyError(
+                f"another run ({self._writer}) is still writing this Conversation; runs of one "
+                "conversation take turns (await the first, or serialise the requests of one "
+                "conversation). Nothing of this run was sent or added.",
+                run_id=self._writer,
+            )
+
+    @contextmanager
+    def _written_by(self, run_id: str) -> Iterator[None]:
+        """Claim the conversation for one run, for the block."""
+        self._check_free()
+        self._writer = run_id
+        try:
+            yield
+        finally:
+            self._writer = None
 
     @property
     def messages(self) -> list[MessageParam]:

@@ -294,6 +294,16 @@ class SessionConflictError(AgentKitError):
         self.actual = actual
 
 
+class ConversationBusyError(AgentKitError):
+    """Another run is still writing this :class:`Conversation` (``run_id`` is that run's). Runs of one
+    conversation take turns: await the first, or serialise the requests of one conversation (a chat's
+    double submit). Nothing of the refused run was sent or added to the conversation."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class StoreError(AgentKitError):
     """A conversation store could not do what was asked (the database is unreachable, the stored data
     is not agentkit's, ...). The message says which store and why; it never shows a password."""

@@ -343,11 +343,13 @@ async def drive(run: _Run) -> RunResult[Any]:
 
 
 async def _steps(run: _Run) -> RunResult[Any]:
-    """:func:`_carry_out`, with the toolset's providers (MCP servers) open for the run's lifetime."""
-    if not run.agent.toolset.providers:
-        return await _carry_out(run)
-    async with run.agent.toolset.running():
-        return await _carry_out(run)
+    """:func:`_carry_out`, the only run writing its conversation (else ConversationBusyError), with the
+    toolset's providers (MCP servers) open for the run's lifetime."""
+    with run.transcript.conversation._written_by(run.state.run_id):
+        if not run.agent.toolset.providers:
+            return await _carry_out(run)
+        async with run.agent.toolset.running():
+            return await _carry_out(run)
 
 
 async def _carry_out(run: _Run) -> RunResult[Any]:
