@@ -290,6 +290,7 @@ class Agent(Generic[DepsT, OutputT]):
         A client the agent created itself has its connection pool closed before the loop ends (it
         reopens on the next call); a client you passed in is left as it is.
         """
+        _validate.outside_event_loop("Agent.run_sync", "agent.run")
         _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
         _session.check_arguments(self, "Agent.run_sync", session, "history" if history is not None else None)
         return self._sync(self.run(prompt, deps=deps, history=history, session=session))
@@ -363,6 +364,7 @@ class Agent(Generic[DepsT, OutputT]):
         session: str | None = None,
     ) -> RunResult[OutputT]:
         """:meth:`resume` for scripts (an event loop of its own, like :meth:`run_sync`)."""
+        _validate.outside_event_loop("Agent.resume_sync", "agent.resume")
         return self._sync(self.resume(state, decisions=decisions, deps=deps, session=session))
 
     def resume_stream(

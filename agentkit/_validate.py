@@ -8,10 +8,12 @@ secrets (an API key, a string given where a Client goes, headers) are never show
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
 import math
+import sys
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -361,6 +363,21 @@ def run_arguments(where: str, prompt: Any, history: Any, conversation_type: type
             hint = "To continue a saved conversation use history=Conversation.from_json(saved)"
         if not isinstance(history, list | tuple):
             raise refuse(where, "history", history, "a Conversation, a list of messages or None", hint=hint)
+
+
+def outside_event_loop(where: str, instead: str) -> None:
+    """Refuse a ``*_sync`` call made inside a running event loop (an async function, Jupyter, an async
+    web handler): it would have to start a second loop in the thread."""
+    try:
+        running = asyncio.get_running_loop() is not None
+    except RuntimeError:
+        running = False
+    trio = sys.modules.get("trio")
+    if running or (trio is not None and trio.lowlevel.in_trio_run()):
+        raise ConfigurationError(
+            f"{where}() starts an event loop of its own, but this thread is running one already (an "
+            f"async function, Jupyter, an async web framework): use `await {instead}(...)` there"
+        )
 
 
 def bad_messages(name: str, exc: ValidationError) -> ConfigurationError:

@@ -431,3 +431,19 @@ def test_demo_client_runs_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None
         )
     assert env.offline
     assert "Oslo" in result.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("call", ["run_sync", "resume_sync"])
+async def test_a_sync_call_inside_a_running_event_loop_is_refused_with_what_to_use(
+    call: str, recwarn: pytest.WarningsRecorder
+) -> None:
+    # Jupyter and async web handlers run a loop in the thread: a second one cannot start there.
+    agent = _agent()
+    instead = rf"use `await agent\.{call.removesuffix('_sync')}\(\.\.\.\)`"
+    with pytest.raises(ConfigurationError, match=rf"Agent\.{call}\(\) .* {instead}"):
+        if call == "run_sync":
+            agent.run_sync("hi")
+        else:
+            agent.resume_sync("{}")
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]  # no coroutine was left behind
