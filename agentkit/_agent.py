@@ -287,8 +287,9 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> RunResult[OutputT]:
         """:meth:`run` for scripts: starts an event loop, runs, returns the result.
 
-        A client the agent created itself has its connection pool closed before the loop ends (it
-        reopens on the next call); a client you passed in is left as it is.
+        The connection pool the run used belongs to that loop, so it is closed before the loop ends
+        (the client opens another on its next call); a transport or HTTP client you gave the Client is
+        never closed.
         """
         _validate.outside_event_loop("Agent.run_sync", "agent.run")
         _validate.run_arguments("Agent.run_sync", prompt, history, Conversation)
@@ -414,8 +415,12 @@ class Agent(Generic[DepsT, OutputT]):
             try:
                 return await coro
             finally:
-                if self._owns_client and self._client is not None:  # never a client passed in
+                if self._client is None:
+                    pass
+                elif self._owns_client:
                     await self._client.aclose()
+                else:  # a client passed in stays usable; only its pools of this loop are closed
+                    await self._client._close_loop_pools()
 
         return anyio.run(main)
 

@@ -23,11 +23,11 @@ from ._http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Cert,
     HTTPStack,
+    LoopPools,
     Pools,
     Verify,
     build_pools,
     check_options,
-    event_loop,
     read_capped,
     ssl_context,
     warm_up_imports,
@@ -154,10 +154,9 @@ class Client:
         self.timeout = _as_timeout(timeout)
         self.total_timeout = check_total_timeout(total_timeout)
         self._headers = self._build_headers(default_headers)
-        self._own_http = http_client is None
         self._transport = transport
         self._http_client = http_client
-        self._pools: Pools | None = None
+        self._pools: LoopPools | None = None  # our own pools, one set per event loop
         self._max_connections = max_connections
         check_options(
             http=http,
@@ -177,30 +176,18 @@ class Client:
         self._ssl_context: ssl.SSLContext | None = None
         self._http2 = http2
         self.max_response_bytes = max_response_bytes
-        self._http_loop: object = None  # the event loop our own pool belongs to (None: not used yet)
-        if self._own_http:
-            # Built now, not at the first request: the stack's imports and the TLS context cost
-            # ~100-200 ms once, which would otherwise stall the first request.
-            self._pools = self._new_pool()
+        if http_client is None:
+            self._pools = LoopPools(self._new_pool)
             warm_up_imports()
 
     @property
     def _http(self) -> httpx2.AsyncClient:
-        # Our own pool is (re)created on demand, so a client closed at the end of one event loop
-        # (``Agent.run_sync``) works again in the next one; a pool left open by an earlier event loop
-        # is dropped (its connections belong to that loop).
-        http = self._http_client
-        if not self._own_http and http is not None:
-            return http
-        return self._own_pools().pick()
-
-    def _own_pools(self) -> Pools:
-        loop = event_loop()
-        pools = self._pools
-        if pools is None or pools.is_closed or (self._http_loop is not None and loop is not self._http_loop):
-            pools = self._pools = self._new_pool()
-        self._http_loop = loop
-        return pools
+        # Our own pools are per event loop and (re)built on demand, so a client closed at the end of
+        # one loop (``Agent.run_sync``) works again in the next one.
+        if self._pools is None:
+            assert self._http_client is not None
+            return self._http_client
+        return self._pools.current().pick()
 
     def _new_pool(self) -> Pools:
         if self._transport is None and self._ssl_context is None:
@@ -224,8 +211,8 @@ class Client:
         merge: ``build_request`` would only cost time); a user's ``http_client=`` gets ``build_request``.
         """
         phases = (self.timeout if timeout is None else _as_timeout(timeout)).as_dict()
-        if self._own_http:
-            pools = self._own_pools()
+        if self._pools is not None:
+            pools = self._pools.current()
             # stream= with Host and Content-Length given: httpx2 skips encoding the body again and
             # looking the headers up (a third of the cost of building a request); read() keeps
             # request.content available to every transport.
@@ -391,11 +378,16 @@ class Client:
         return int(data["input_tokens"])
 
     async def aclose(self) -> None:
-        """Close the connection pool if we created it (a later call opens a new one)."""
-        if self._own_http and self._pools is not None:
-            pools, self._pools = self._pools, None
-            if self._http_loop is None or self._http_loop is event_loop():
-                await pools.aclose()
+        """Close the connection pool we created for the running event loop (a later call opens a new
+        one); a pool of another loop is closed from that loop."""
+        if self._pools is not None:
+            await self._pools.aclose()
+
+    async def _close_loop_pools(self) -> None:
+        """Close the running loop's pools unless a transport of the caller's is inside them: they
+        cannot serve another loop (``Agent.run_sync`` calls this before its loop ends)."""
+        if self._transport is None:
+            await self.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -14,7 +14,8 @@ import importlib
 import importlib.util
 import os
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Literal, TypeAlias
 
 import httpx2
@@ -342,3 +343,73 @@ def event_loop() -> object:
         import anyio.lowlevel  # trio (or no loop): imported here, not with agentkit
 
         return anyio.lowlevel.current_token().native_token
+
+
+def loop_ended(loop: object) -> bool:
+    """Whether an event loop from :func:`event_loop` is over (its pools can never be used or closed)."""
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        return loop.is_closed()
+    try:
+        loop.run_sync_soon(_nothing)  # type: ignore[attr-defined]  # trio's token refuses a finished run
+    except Exception:
+        return True
+    return False
+
+
+def _nothing() -> None:
+    pass
+
+
+class LoopPools:
+    """One Client's connection pools, per event loop: connections belong to the loop that opened them,
+    and one Client may serve several loops (``Agent.run_sync`` in each thread of a threaded server).
+    The loop that sent last is one atomic read away; the pools of other loops still running are kept
+    for them, and those of loops that ended are dropped (nothing can close them any more)."""
+
+    __slots__ = ("_bound", "_build", "_lock", "_parked", "_spare")
+
+    def __init__(self, build: Callable[[], Pools]) -> None:
+        self._build = build
+        # Built now, not at the first request: the stack's imports and the TLS context cost ~100-200 ms
+        # once, which would otherwise stall the first request. The first loop to send takes it.
+        self._spare: Pools | None = build()
+        self._bound: tuple[object, Pools] | None = None  # (the loop that sent last, its pools)
+        self._parked: dict[object, Pools] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> Pools:
+        """The running loop's pools (built if it has none, or closed them)."""
+        loop = event_loop()
+        bound = self._bound
+        if bound is not None and bound[0] is loop and not bound[1].is_closed:
+            return bound[1]
+        with self._lock:
+            if bound is not None and bound[0] is not loop and not bound[1].is_closed:
+                self._parked[bound[0]] = bound[1]
+            pools = self._parked.pop(loop, None)
+            if pools is None or pools.is_closed:
+                pools, self._spare = self._spare or self._build(), None
+            self._parked = {other: p for other, p in self._parked.items() if not loop_ended(other)}
+            self._bound = (loop, pools)
+            return pools
+
+    def peek(self) -> Pools | None:
+        """The pools the running loop would use next, without building any (for inspection)."""
+        bound = self._bound
+        if bound is not None and bound[0] is event_loop():
+            return bound[1]
+        return self._parked.get(event_loop()) or self._spare
+
+    async def aclose(self) -> None:
+        """Close the running loop's pools (and a spare no loop used); a later request builds new ones."""
+        loop = event_loop()
+        with self._lock:
+            closing = [self._parked.pop(loop, None), self._spare]
+            self._spare = None
+            bound = self._bound
+            if bound is not None and bound[0] is loop:
+                closing.append(bound[1])
+                self._bound = None
+        for pools in closing:
+            if pools is not None:
+                await pools.aclose()

@@ -380,12 +380,61 @@ async def test_aiohttp_stack_on_trio_is_a_configuration_error(anyio_backend: str
 
 def test_client_kept_open_across_event_loops_works_on_both_stacks(http_stack: str) -> None:
     # A Client used from two asyncio.run() calls without being closed in between (Agent.run_sync).
+    import trio
+
     with LocalServer() as server:
         c = client(server.base_url, http_stack)
-        first = asyncio.run(create(c))
-        second = asyncio.run(create(c))
-    assert (first, second) == ("echo: Hello", "echo: Hello")
-    assert len(server.requests) == 2
+        texts = [asyncio.run(create(c)), asyncio.run(create(c))]
+        if http_stack == "httpx":  # and from one trio run to the next (aiohttp is asyncio only)
+            texts += [trio.run(create, c), trio.run(create, c), asyncio.run(create(c))]
+    assert texts == ["echo: Hello"] * len(texts)
+    assert len(server.requests) == len(texts)
+
+
+def test_threads_running_run_sync_on_one_client_each_keep_and_close_their_own_pools(http_stack: str) -> None:
+    # A threaded (WSGI) server with one module-level agent: each request thread's run_sync runs a loop of
+    # its own. The barrier keeps all three runs in flight at once (each is inside its tool call between
+    # its two requests), so the client serves three live loops: each must keep its own pools (a pool's
+    # connections belong to its loop) and close them before its loop ends; nothing is left unclosed.
+    import gc
+    import warnings
+
+    from agentkit import Agent, tool
+    from agentkit.testing import reply
+
+    barrier = threading.Barrier(3, timeout=10)
+
+    @tool
+    def meet() -> str:
+        """Waits until the other runs are in their call too."""
+        barrier.wait()
+        return "met"
+
+    def policy(request: Any) -> Any:
+        answered = any(b.get("type") == "tool_result" for b in request.messages[-1]["content"])
+        return reply.text("done") if answered else reply.tool_uses([("meet", {})])
+
+    texts: list[str] = []
+    gc.collect()  # what earlier tests left is not this test's to report
+    gc.disable()
+    try:
+        with LocalServer(policy=policy) as server, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            agent = Agent(client(server.base_url, http_stack), model="claude-sonnet-4-6", tools=[meet])
+            def request() -> None:
+                texts.append(agent.run_sync("go").text)
+
+            threads = [threading.Thread(target=request) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(20)
+            gc.collect()  # pools dropped unclosed would say so now
+    finally:
+        gc.enable()
+    assert texts == ["done"] * 3
+    assert server.requests_received == 6
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message).lower()] == []
 
 
 async def test_typed_errors_only(http_stack: str) -> None:

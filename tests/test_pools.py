@@ -41,7 +41,7 @@ async def test_concurrent_requests_spread_over_the_pools_and_each_reuses_its_con
     tasks, each = 80, 3  # 80 in flight at once (200 ms latency) > 2 x SPILL_AT
     with LocalServer(latency=0.2) as server:
         async with _client(server, max_connections=1024) as client:
-            pools = client._pools
+            pools = client._pools.peek() if client._pools else None
             assert pools is not None and len(pools.clients) > 1
             shares = [c._transport._pool._max_connections for c in pools.clients]  # type: ignore[attr-defined]
             assert sum(shares) == 1024
@@ -83,11 +83,13 @@ async def test_a_small_pool_or_a_given_transport_is_not_split() -> None:
     with LocalServer() as server:
         async with _client(server, max_connections=100) as small:
             await _create(small)
-            assert small._pools is not None and len(small._pools.clients) == 1
+            pools = small._pools.peek() if small._pools else None
+            assert pools is not None and len(pools.clients) == 1
         transport = httpx2.AsyncHTTPTransport()
         async with _client(server, max_connections=1024, transport=transport) as given:
             await _create(given)
-            assert given._pools is not None and len(given._pools.clients) == 1
+            pools = given._pools.peek() if given._pools else None
+            assert pools is not None and len(pools.clients) == 1
             assert given._http._transport is transport  # type: ignore[attr-defined]
 
 
@@ -102,6 +104,7 @@ async def test_a_split_pool_is_pools_of_about_32_connections(
     async with Client(
         api_key="sk-test", base_url="http://127.0.0.1:9", max_connections=max_connections
     ) as client:
-        assert client._pools is not None
-        shares = [c._transport._pool._max_connections for c in client._pools.clients]  # type: ignore[attr-defined]
+        split = client._pools.peek() if client._pools else None
+        assert split is not None
+        shares = [c._transport._pool._max_connections for c in split.clients]  # type: ignore[attr-defined]
     assert (len(shares), max(shares), sum(shares)) == (pools, largest, max_connections)
