@@ -41,6 +41,10 @@ class Conversation:
         self.context_tokens = 0
         self._writer: str | None = None  # the run_id of the run writing it, if one is
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (copy, deepcopy, pickle) is a history of its own: no run is writing it.
+        return {**self.__dict__, "_writer": None}
+
     def _check_free(self) -> None:
         """Raise :class:`ConversationBusyError` if a run is writing this conversation."""
         if self._writer is not None:

@@ -5,6 +5,7 @@ test has seen the second refused."""
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from typing import Any
 
@@ -67,6 +68,8 @@ async def test_a_second_run_on_a_conversation_being_written_is_refused_and_adds_
                     await agent.resume(RunState(conversation=conversation))
             assert conversation.to_wire() == before  # nothing of the refused run went in
             assert model_requests(server) == 1  # and nothing of it was sent
+            copied = copy.deepcopy(conversation)  # a copy is a history of its own, free to run
+            agent.stream("on the copy", history=copied)  # (not iterated: nothing is sent)
             gate.release.set()
         assert refused.value.run_id.startswith("run_")
         assert "second" not in conversation.to_json()
