@@ -326,7 +326,7 @@ async def test_timed_out_sync_tools_never_exceed_the_thread_bound() -> None:
     inside = 0
     most = 0
 
-    @tool(timeout=0.05)
+    @tool(timeout=1.0)
     def stuck(n: int) -> str:
         """Blocks until released.
 
@@ -349,15 +349,20 @@ async def test_timed_out_sync_tools_never_exceed_the_thread_bound() -> None:
     statuses: list[str] = []
     try:
         async with anyio.create_task_group() as group:
-            for n in range(24):
 
-                async def one(n: int = n) -> None:
-                    statuses.append((await stuck.execute(use("stuck", {"n": n}, id=f"t{n}"))).status.value)
+            async def one(n: int) -> None:
+                statuses.append((await stuck.execute(use("stuck", {"n": n}, id=f"t{n}"))).status.value)
 
-                group.start_soon(one)
+            for n in range(4):
+                group.start_soon(one, n)
+            # The first four are in their threads (so their timeouts cannot fire before a thread got
+            # the call); the twenty more wait for a token, and all 24 time out.
+            await wait_for(lambda: inside == 4, "four tool threads running")
+            for n in range(4, 24):
+                group.start_soon(one, n)
         assert statuses == ["timed_out"] * 24
         assert most <= 4, f"{most} tool threads alive at once"
-        assert limiter.borrowed_tokens == 4  # the abandoned threads still hold their tokens
+        assert limiter.borrowed_tokens == 4 == inside  # the abandoned threads still hold their tokens
     finally:
         release.set()
     await wait_for(lambda: limiter.borrowed_tokens == 0, "the ended threads gave their tokens back")
