@@ -218,7 +218,7 @@ def call(name: str, **input: Any) -> dict[str, Any]:
 async def test_calculator_cannot_eval_or_run_long(expression: str) -> None:
     started = time.monotonic()
     result = await calculate.run(call("calculate", expression=expression))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # refused, not evaluated (that would take minutes or forever)
     assert result.is_error, result.content
     assert "pwned" not in str(result.content) and "root:" not in str(result.content)
 

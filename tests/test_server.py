@@ -840,10 +840,10 @@ def test_latency_counts_from_arrival_and_covers_the_servers_own_work() -> None:
 
     def slow_policy(_request: Request) -> dict[str, Any]:
         called.append(time.perf_counter())
-        time.sleep(0.3)
+        time.sleep(1.0)
         return {"content": [{"type": "text", "text": "ok"}]}
 
-    with LocalServer(policy=slow_policy, latency=1.0) as srv, client(srv) as c:
+    with LocalServer(policy=slow_policy, latency=2.0) as srv, client(srv) as c:
         t0 = time.perf_counter()
         assert c.post("/v1/messages", json=body()).status_code == 200
         elapsed = time.perf_counter() - t0
@@ -851,19 +851,19 @@ def test_latency_counts_from_arrival_and_covers_the_servers_own_work() -> None:
         t1 = time.perf_counter()
         assert c.post("/v1/messages", json=body()).status_code == 200
         slow = time.perf_counter() - t1
-    assert called[0] - t0 < 0.5  # the policy ran at once, not after the latency
-    assert 1.0 <= elapsed < 1.25  # latency respected; the 0.3 s policy hidden inside it
-    assert slow >= 0.3  # a policy longer than the latency delays the answer past it
+    assert called[0] - t0 < 1.0  # the policy ran at once, not after the 2 s latency
+    assert 2.0 <= elapsed < 2.6  # latency respected; the 1 s policy hidden inside it (else 3 s)
+    assert slow >= 1.0  # a policy longer than the latency delays the answer past it
 
 
 def test_event_delay_streams_incrementally(server: LocalServer) -> None:
     rep = reply.text("slow")
-    rep.event_delay = 0.05
+    rep.event_delay = 0.3  # the whole stream takes over 2 s: a buffered one would show below
     server.policy = lambda _r: rep
     with client(server) as c, c.stream("POST", "/v1/messages", json=body(stream=True)) as r:
         t0 = time.perf_counter()
         first = next(r.iter_lines())
-        assert time.perf_counter() - t0 < 0.2
+        assert time.perf_counter() - t0 < 1.0
         assert first == "event: message_start"
 
 
