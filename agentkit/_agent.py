@@ -321,8 +321,19 @@ class Agent(Generic[DepsT, OutputT]):
         _session.check_arguments(self, "Agent.stream", session, "history" if history is not None else None)
         if session is not None:  # loaded when the stream starts
             return AgentStream(lambda emit: self._start(prompt, None, session, deps, emit, True))
-        state = self._new_state(prompt, history)
-        return AgentStream(lambda emit: drive(_Run(self, state, deps, emit, True)))
+        # Checked now (a bad prompt or history, a conversation another run is writing), added when the
+        # stream starts: a stream never iterated leaves the conversation as it was.
+        conversation = self._conversation(history)
+        conversation._check_free()
+        probe = _Transcript(Conversation())
+        probe.add_prompt(prompt)
+        if not probe.wire and not conversation._messages:
+            raise _nothing_to_send()
+
+        def start(emit: Emit) -> Awaitable[RunResult[Any]]:
+            return drive(_Run(self, self._new_state(prompt, conversation), deps, emit, True))
+
+        return AgentStream(start)
 
     async def resume(
         self,
@@ -424,18 +435,20 @@ class Agent(Generic[DepsT, OutputT]):
 
         return anyio.run(main)
 
+    @staticmethod
+    def _conversation(history: History) -> Conversation:
+        if isinstance(history, Conversation):
+            return history
+        return Conversation(_as_params(history or (), "history"))
+
     def _new_state(self, prompt: Prompt, history: History) -> RunState:
-        conversation = (
-            history
-            if isinstance(history, Conversation)
-            else Conversation(_as_params(history or (), "history"))
-        )
+        conversation = self._conversation(history)
         conversation._check_free()  # before the prompt goes in
         state = RunState(conversation=conversation, tool_choice=self.tool_choice)
         transcript = _Transcript(conversation)
         transcript.add_prompt(prompt)
         if not transcript.wire:
-            raise ConfigurationError("nothing to send: give a prompt or a history ending in a user turn")
+            raise _nothing_to_send()
         return state
 
     def _decide(
@@ -510,6 +523,10 @@ class Agent(Generic[DepsT, OutputT]):
         turn.pending.clear()
         state.step = "tools"
         return state
+
+
+def _nothing_to_send() -> ConfigurationError:
+    return ConfigurationError("nothing to send: give a prompt or a history ending in a user turn")
 
 
 def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:

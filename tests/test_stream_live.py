@@ -521,3 +521,25 @@ async def test_run_and_stream_take_the_same_steps() -> None:
         m.model_dump(exclude={"content"}) for m in streamed.messages
     ]
     assert (result.text, result.turns, result.status) == (streamed.text, streamed.turns, "completed")
+
+
+async def test_a_stream_adds_its_prompt_when_it_starts_and_refuses_bad_input_at_once() -> None:
+    conversation = Conversation()
+    with LocalServer(policy=Script([reply.text("first"), reply.text("second")])) as server:
+        agent = make_agent(server)
+        with pytest.raises(ConfigurationError, match="nothing to send"):
+            agent.stream(None, history=conversation)  # refused where it is given, not at iteration
+        never = agent.stream("never iterated", history=conversation)
+        later = agent.stream("second", history=conversation)
+        assert len(conversation) == 0  # created, not started: the conversation is as it was
+        await agent.run("first", history=conversation)  # another run goes first
+        async with later as events:
+            async for _ in events:
+                pass
+        del never
+    assert [(m["role"], m["content"][0]["text"]) for m in conversation.to_wire()] == [
+        ("user", "first"),
+        ("assistant", "first"),
+        ("user", "second"),
+        ("assistant", "second"),
+    ]
