@@ -360,10 +360,15 @@ class Agent(Generic[DepsT, OutputT]):
         if session is not None or state is None:
             _session.check_arguments(self, "Agent.resume", session, "state" if state is not None else None)
             _session.check_target("Agent.resume", state, session)
-            link, run_state = await _session.open_resume(self, "Agent.resume", cast(str, session), decisions)
-            run = _Run(self, run_state, deps, None, self.stream_requests, link)
-        else:
-            run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
+            with _session.claimed(self, "Agent.resume", cast(str, session)) as claim:
+                link, run_state = await _session.open_resume(
+                    self, "Agent.resume", cast(str, session), decisions
+                )
+                claim.run_id = run_state.run_id
+                run = _Run(self, run_state, deps, None, self.stream_requests, link)
+                del deps  # as in run()
+                return cast(RunResult[OutputT], await drive(run))
+        run = _Run(self, self._decide(state, decisions), deps, None, self.stream_requests)
         del deps  # as in run()
         return cast(RunResult[OutputT], await drive(run))
 
@@ -395,8 +400,10 @@ class Agent(Generic[DepsT, OutputT]):
 
             async def start(emit: Emit) -> RunResult[Any]:
                 where = "Agent.resume_stream"
-                link, run_state = await _session.open_resume(self, where, cast(str, session), decisions)
-                return await drive(_Run(self, run_state, deps, emit, True, link))
+                with _session.claimed(self, where, cast(str, session)) as claim:
+                    link, run_state = await _session.open_resume(self, where, cast(str, session), decisions)
+                    claim.run_id = run_state.run_id
+                    return await drive(_Run(self, run_state, deps, emit, True, link))
 
             return AgentStream(start)
         run_state = self._decide(state, decisions)
@@ -414,12 +421,16 @@ class Agent(Generic[DepsT, OutputT]):
         streaming: bool,
     ) -> RunResult[Any]:
         """A new run (from ``history``, or the stored ``session``'s), driven to its end."""
-        link = None
-        if session is not None:
+        if session is None:
+            run = _Run(self, self._new_state(prompt, history), deps, emit, streaming)
+            del deps  # held by the run's context only, whose repr never shows it (tracebacks render locals)
+            return await drive(run)
+        with _session.claimed(self, "Agent.run", session) as claim:
             link, history = await _session.open_run(self, "Agent.run", session)
-        run = _Run(self, self._new_state(prompt, history), deps, emit, streaming, link)
-        del deps  # held by the run's context only, whose repr never shows it (tracebacks render locals)
-        return await drive(run)
+            run = _Run(self, self._new_state(prompt, history), deps, emit, streaming, link)
+            del deps
+            claim.run_id = run.state.run_id
+            return await drive(run)
 
     def _sync(self, coro: Awaitable[RunResult[OutputT]]) -> RunResult[OutputT]:
         async def main() -> RunResult[OutputT]:

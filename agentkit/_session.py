@@ -10,11 +10,13 @@ before any call runs. Another worker appending in between makes the append fail 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._conversation import Conversation
-from ._exceptions import ApprovalError, ConfigurationError
+from ._exceptions import ApprovalError, ConfigurationError, ConversationBusyError
 from ._state import Decision, RunState
 from .stores._base import Entry, Store, StoredSession, already_decided, check_session, usage_dict
 
@@ -63,6 +65,40 @@ class SessionLink:
             return
         self.revision = await self.store.append(self.session, entries, expected_revision=self.revision)
         self.stored, self.usage = list(wire), usage
+
+
+class _Claim:
+    """A session being run in this process; ``run_id`` is set once the run has its state."""
+
+    __slots__ = ("run_id",)
+
+    def __init__(self) -> None:
+        self.run_id = ""
+
+
+# The sessions each store has a run going on in this process (stores are compared by identity).
+_RUNNING: weakref.WeakKeyDictionary[Store, dict[str, _Claim]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def claimed(agent: Agent[Any, Any], where: str, session: str) -> Iterator[_Claim]:
+    """Hold ``session`` for one run of this process, from before its load to its end: a second run,
+    stream or resume of it meanwhile raises ConversationBusyError before it loads or sends anything
+    (across processes the store's revision check refuses the later append instead)."""
+    claims = _RUNNING.setdefault(_store_of(agent, where, session), {})
+    other = claims.get(session)
+    if other is not None:
+        who = f"run {other.run_id}" if other.run_id else "another run"
+        raise ConversationBusyError(
+            f"{where}: session {session!r} is being run in this process ({who}); runs of one session "
+            "take turns. Nothing was loaded or sent.",
+            run_id=other.run_id,
+        )
+    claims[session] = claim = _Claim()
+    try:
+        yield claim
+    finally:
+        del claims[session]
 
 
 def _store_of(agent: Agent[Any, Any], where: str, session: Any) -> Store:

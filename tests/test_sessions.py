@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from agentkit import (
     Client,
     ConfigurationError,
     Conversation,
+    ConversationBusyError,
     Deny,
     RunFinished,
     SessionConflictError,
@@ -92,6 +94,26 @@ class Gate(Store):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    def worker(self) -> Store:
+        """The store object of one worker (each process has its own) over this gate: runs of one
+        session on one store object take turns in-process (ConversationBusyError), so two workers
+        racing each other need two."""
+        return _Via(self)
+
+
+class _Via(Store):
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def entries(self, session: str) -> list[Entry]:
+        return await self.gate.entries(session)
+
+    async def append(self, session: str, entries: Sequence[Entry], **kwargs: Any) -> int:
+        return await self.gate.append(session, entries, **kwargs)
+
+    async def aclose(self) -> None:
+        pass
 
 
 async def test_a_session_carries_the_conversation_across_runs_and_workers(store_backend: Backend) -> None:
@@ -231,7 +253,7 @@ async def test_two_workers_resuming_one_pause_at_once_run_the_call_once(store_ba
 
         async def worker(decision: Any) -> None:
             try:
-                done = await agent_for(server, gate, ledger.tools).resume(
+                done = await agent_for(server, gate.worker(), ledger.tools).resume(
                     session=session, decisions={"toolu_pay": decision}
                 )
                 outcomes.append(done.status)
@@ -255,7 +277,8 @@ async def test_two_workers_on_one_session_one_wins_the_other_conflicts(store_bac
 
         async def worker(prompt: str) -> None:
             try:
-                outcomes[prompt] = (await agent_for(server, gate).run(prompt, session=session)).messages
+                result = await agent_for(server, gate.worker()).run(prompt, session=session)
+                outcomes[prompt] = result.messages
             except SessionConflictError as exc:
                 outcomes[prompt] = exc
 
@@ -271,6 +294,48 @@ async def test_two_workers_on_one_session_one_wins_the_other_conflicts(store_bac
     assert loaded.messages == [m.model_dump(exclude_none=True) for m in winner]  # the winner's turns only
     assert texts(loaded.messages)[0] == won[0] and lost[0] not in texts(loaded.messages)
     Conversation(loaded.messages).check()
+
+
+@pytest.mark.parametrize("second", ["run", "stream", "resume"])
+async def test_in_one_process_a_second_run_of_a_session_is_refused_before_it_loads_or_sends(
+    store_backend: Backend, second: str
+) -> None:
+    # Two requests of one session at once in one service (a double submit): the second is refused
+    # at once, instead of reaching the model and failing later at its first append.
+    session, ledger = new_session(), Ledger()
+    entered, release = anyio.Event(), anyio.Event()
+
+    @tool
+    async def hold() -> str:
+        """Waits until released."""
+        entered.set()
+        await release.wait()
+        return "released"
+
+    replies = Script([reply.tool_uses([("hold", {})]), reply.text("first done"), reply.text("later done")])
+    store = store_backend.new()
+    with LocalServer(policy=replies) as server:
+        agent = agent_for(server, store, [hold, *ledger.tools])
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(agent.run, "first", session=session))
+            await entered.wait()
+            revision = (await store.load(session)).revision
+            with pytest.raises(ConversationBusyError, match=f"session '{session}' is being run") as refused:
+                if second == "run":
+                    await agent.run("second", session=session)
+                elif second == "stream":
+                    async with agent.stream("second", session=session) as events:
+                        async for _ in events:
+                            pass
+                else:
+                    await agent.resume(session=session, decisions={})
+            assert refused.value.run_id.startswith("run_")
+            assert len([r for r in server.requests if r.path == "/v1/messages"]) == 1  # nothing sent
+            assert (await store.load(session)).revision == revision  # nothing stored
+            release.set()
+        assert (await agent.run("later", session=session)).text == "later done"  # free again
+    assert texts((await store.load(session)).messages)[-2:] == ["later", "later done"]
+    assert "second" not in texts((await store.load(session)).messages)
 
 
 async def test_stream_and_resume_stream_use_the_session(store_backend: Backend) -> None:
