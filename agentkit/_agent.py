@@ -437,12 +437,9 @@ class Agent(Generic[DepsT, OutputT]):
             try:
                 return await coro
             finally:
-                if self._client is None:
-                    pass
-                elif self._owns_client:
-                    await self._client.aclose()
-                else:  # a client passed in stays usable; only its pools of this loop are closed
-                    await self._client._close_loop_pools()
+                client = self._client
+                if client is not None:  # a client passed in stays usable: only this loop's pools close
+                    await (client.aclose() if self._owns_client else client._close_loop_pools())
 
         return anyio.run(main)
 
