@@ -321,14 +321,8 @@ class Agent(Generic[DepsT, OutputT]):
         _session.check_arguments(self, "Agent.stream", session, "history" if history is not None else None)
         if session is not None:  # loaded when the stream starts
             return AgentStream(lambda emit: self._start(prompt, None, session, deps, emit, True))
-        # Checked now (a bad prompt or history, a conversation another run is writing), added when the
-        # stream starts: a stream never iterated leaves the conversation as it was.
-        conversation = self._conversation(history)
-        conversation._check_free()
-        probe = _Transcript(Conversation())
-        probe.add_prompt(prompt)
-        if not probe.wire and not conversation._messages:
-            raise _nothing_to_send()
+        # Checked now, added when the stream starts: a stream never iterated leaves the history as it was.
+        conversation = self._check_new_state(prompt, history)
 
         def start(emit: Emit) -> Awaitable[RunResult[Any]]:
             return drive(_Run(self, self._new_state(prompt, conversation), deps, emit, True))
@@ -360,11 +354,8 @@ class Agent(Generic[DepsT, OutputT]):
         if session is not None or state is None:
             _session.check_arguments(self, "Agent.resume", session, "state" if state is not None else None)
             _session.check_target("Agent.resume", state, session)
-            with _session.claimed(self, "Agent.resume", cast(str, session)) as claim:
-                link, run_state = await _session.open_resume(
-                    self, "Agent.resume", cast(str, session), decisions
-                )
-                claim.run_id = run_state.run_id
+            resumed = _session.resumed(self, "Agent.resume", cast(str, session), decisions)
+            async with resumed as (link, run_state):
                 run = _Run(self, run_state, deps, None, self.stream_requests, link)
                 del deps  # as in run()
                 return cast(RunResult[OutputT], await drive(run))
@@ -400,9 +391,7 @@ class Agent(Generic[DepsT, OutputT]):
 
             async def start(emit: Emit) -> RunResult[Any]:
                 where = "Agent.resume_stream"
-                with _session.claimed(self, where, cast(str, session)) as claim:
-                    link, run_state = await _session.open_resume(self, where, cast(str, session), decisions)
-                    claim.run_id = run_state.run_id
+                async with _session.resumed(self, where, cast(str, session), decisions) as (link, run_state):
                     return await drive(_Run(self, run_state, deps, emit, True, link))
 
             return AgentStream(start)
@@ -448,6 +437,17 @@ class Agent(Generic[DepsT, OutputT]):
         if isinstance(history, Conversation):
             return history
         return Conversation(_as_params(history or (), "history"))
+
+    def _check_new_state(self, prompt: Prompt, history: History) -> Conversation:
+        """What :meth:`_new_state` would refuse (a bad prompt or history, nothing to send, a
+        conversation another run is writing), refused without adding anything; the run's Conversation."""
+        conversation = self._conversation(history)
+        conversation._check_free()
+        probe = _Transcript(Conversation())
+        probe.add_prompt(prompt)
+        if not probe.wire and not conversation._messages:
+            raise _nothing_to_send()
+        return conversation
 
     def _new_state(self, prompt: Prompt, history: History) -> RunState:
         conversation = self._conversation(history)

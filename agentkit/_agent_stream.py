@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, cast
 
@@ -135,17 +135,13 @@ class AgentStream(Generic[OutputT]):
             self._receive.close()
 
 
-def _spawn(host: Callable[[], Awaitable[None]]) -> None:
+def _spawn(host: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Start ``host`` in a task of no task group, carrying the caller's context variables (the run's
     log context). ``host`` must not raise: on trio it is a system task."""
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_task():
         trio.lowlevel.spawn_system_task(host, context=contextvars.copy_context())
         return
-    task = asyncio.get_running_loop().create_task(_run(host))  # copies the context itself
+    task = asyncio.get_running_loop().create_task(host())  # copies the context itself
     _HOSTS.add(task)
     task.add_done_callback(_HOSTS.discard)
-
-
-async def _run(host: Callable[[], Awaitable[None]]) -> None:
-    await host()

@@ -389,16 +389,17 @@ class LoopPools:
             pools = self._parked.pop(loop, None)
             if pools is None or pools.is_closed:
                 pools, self._spare = self._spare or self._build(), None
-            self._parked = {other: p for other, p in self._parked.items() if not loop_ended(other)}
+                # A loop new to this client: the time to drop the pools of loops that have ended.
+                self._parked = {other: p for other, p in self._parked.items() if not loop_ended(other)}
             self._bound = (loop, pools)
             return pools
 
     def peek(self) -> Pools | None:
         """The pools the running loop would use next, without building any (for inspection)."""
-        bound = self._bound
-        if bound is not None and bound[0] is event_loop():
+        loop, bound = event_loop(), self._bound
+        if bound is not None and bound[0] is loop:
             return bound[1]
-        return self._parked.get(event_loop()) or self._spare
+        return self._parked.get(loop) or self._spare
 
     async def aclose(self) -> None:
         """Close the running loop's pools (and a spare no loop used); a later request builds new ones."""

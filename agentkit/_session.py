@@ -11,8 +11,8 @@ before any call runs. Another worker appending in between makes the append fail 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._conversation import Conversation
@@ -165,3 +165,14 @@ async def open_resume(
         session, dict(decisions or {}), run_id=state.run_id, expected_revision=loaded.revision
     )
     return link, state
+
+
+@asynccontextmanager
+async def resumed(
+    agent: Agent[Any, Any], where: str, session: str, decisions: Mapping[str, Decision] | None
+) -> AsyncIterator[tuple[SessionLink, RunState]]:
+    """:func:`open_resume` with the session :func:`claimed` for the block (the resumed run's)."""
+    with claimed(agent, where, session) as claim:
+        link, state = await open_resume(agent, where, session, decisions)
+        claim.run_id = state.run_id
+        yield link, state

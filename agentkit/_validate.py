@@ -369,15 +369,15 @@ def outside_event_loop(where: str, instead: str) -> None:
     """Refuse a ``*_sync`` call made inside a running event loop (an async function, Jupyter, an async
     web handler): it would have to start a second loop in the thread."""
     try:
-        running = asyncio.get_running_loop() is not None
+        asyncio.get_running_loop()
     except RuntimeError:
-        running = False
-    trio = sys.modules.get("trio")
-    if running or (trio is not None and trio.lowlevel.in_trio_run()):
-        raise ConfigurationError(
-            f"{where}() starts an event loop of its own, but this thread is running one already (an "
-            f"async function, Jupyter, an async web framework): use `await {instead}(...)` there"
-        )
+        trio = sys.modules.get("trio")
+        if trio is None or not trio.lowlevel.in_trio_run():
+            return
+    raise ConfigurationError(
+        f"{where}() starts an event loop of its own, but this thread is running one already (an "
+        f"async function, Jupyter, an async web framework): use `await {instead}(...)` there"
+    )
 
 
 def bad_messages(name: str, exc: ValidationError) -> ConfigurationError:

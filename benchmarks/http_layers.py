@@ -47,7 +47,7 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
     from agentkit import Client
     from agentkit.transports import AiohttpTransport
 
-    from .httpx2_send import send_cheapest
+    from .httpx2_send import Replay, send_cheapest, wire_headers
 
     url = base_url + "/v1/messages"
     limits = httpx2.Limits(max_connections=LIMIT, max_keepalive_connections=LIMIT)
@@ -69,16 +69,12 @@ async def _stacks(base_url: str) -> tuple[dict[str, Callable[[], Awaitable[objec
     async with session.post(url, data=BODY, headers=HEADERS) as sample:
         replay_headers, replay_body = list(sample.raw_headers), await sample.read()
 
-    class _Replay(httpx2.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            return httpx2.Response(200, headers=replay_headers, content=replay_body)
-
-    in_memory = httpx2.AsyncClient(transport=_Replay())
+    in_memory = httpx2.AsyncClient(transport=Replay(replay_headers, replay_body))
     parsed = httpx2.URL(url)
-    wire_headers = {"host": parsed.netloc.decode(), **HEADERS, "content-length": str(len(BODY))}
+    wire = wire_headers(parsed, HEADERS, BODY)
 
     def send_in_memory() -> Awaitable[object]:
-        return send_cheapest(in_memory, parsed, wire_headers, BODY)
+        return send_cheapest(in_memory, parsed, wire, BODY)
 
     def agentkit_send(client: Client) -> Callable[[], Awaitable[object]]:
         body = json.loads(BODY)

@@ -49,15 +49,25 @@ async def send_cheapest(
         await response.aclose()
 
 
-class Prepared(httpx2.AsyncBaseTransport):
+def wire_headers(url: httpx2.URL, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """``headers`` with Host and Content-Length, as agentkit sends them (httpx2 then adds none)."""
+    return {"host": url.netloc.decode(), **headers, "content-length": str(len(body))}
+
+
+class Replay(httpx2.AsyncBaseTransport):
+    """Answers every request with the same 200 response from memory: httpx2's client layer, no I/O."""
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._headers, self._body = headers, body
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers=ANSWER_HEADERS, stream=httpx2.ByteStream(ANSWER))
+        return httpx2.Response(200, headers=self._headers, stream=httpx2.ByteStream(self._body))
 
 
 async def _main(requests: int, top: int) -> None:
-    client = httpx2.AsyncClient(transport=Prepared())
+    client = httpx2.AsyncClient(transport=Replay(ANSWER_HEADERS, ANSWER))
     parsed = httpx2.URL(URL)
-    wire = {"host": parsed.netloc.decode(), **HEADERS, "content-length": str(len(BODY))}
+    wire = wire_headers(parsed, HEADERS, BODY)
 
     async def everyday() -> None:
         response = await client.post(URL, content=BODY, headers=HEADERS)

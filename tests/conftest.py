@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 OWN = Path(__file__).resolve().parent / "fixtures"
@@ -265,3 +266,23 @@ def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterable[An
     backend = Backend(request.param, location)
     yield backend
     backend.close()
+
+
+class Held:
+    """A tool (``.tool``, named ``hold``) that holds its run until the test lets it go: ``entered``
+    is set once the run is inside the call, ``release`` ends it. No timing: a barrier."""
+
+    def __init__(self) -> None:
+        from agentkit import tool
+
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+        @tool
+        async def hold() -> str:
+            """Waits until released."""
+            self.entered.set()
+            await self.release.wait()
+            return "released"
+
+        self.tool = hold

@@ -12,36 +12,19 @@ from typing import Any
 import anyio
 import pytest
 
-from agentkit import Agent, BadRequestError, Client, Conversation, ConversationBusyError, RunState, tool
+from agentkit import Agent, BadRequestError, Client, Conversation, ConversationBusyError, RunState
 from agentkit.testing import LocalServer, Script, reply
 
-from .conftest import results_by_id
+from .conftest import Held, results_by_id
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
 
 
-def agent_for(server: LocalServer, gate: Gate) -> Agent[Any, Any]:
+def agent_for(server: LocalServer, gate: Held) -> Agent[Any, Any]:
     client = Client(api_key="sk-test", base_url=server.base_url, max_retries=0)
     return Agent(client, model=MODEL, tools=[gate.tool])
-
-
-class Gate:
-    """A tool that holds its run until the test lets it go."""
-
-    def __init__(self) -> None:
-        self.entered = anyio.Event()
-        self.release = anyio.Event()
-
-        @tool
-        async def hold() -> str:
-            """Waits until released."""
-            self.entered.set()
-            await self.release.wait()
-            return "released"
-
-        self.tool = hold
 
 
 def model_requests(server: LocalServer) -> int:
@@ -50,7 +33,7 @@ def model_requests(server: LocalServer) -> int:
 
 @pytest.mark.parametrize("second", ["run", "stream", "resume"])
 async def test_a_second_run_on_a_conversation_being_written_is_refused_and_adds_nothing(second: str) -> None:
-    gate = Gate()
+    gate = Held()
     conversation = Conversation()
     replies = Script([reply.tool_uses([("hold", {})]), reply.text("first done"), reply.text("later done")])
     with LocalServer(policy=replies) as server, anyio.fail_after(10):
@@ -80,7 +63,7 @@ async def test_a_second_run_on_a_conversation_being_written_is_refused_and_adds_
 
 
 async def test_a_cancelled_or_failed_run_lets_the_conversation_go() -> None:
-    gate = Gate()
+    gate = Held()
     conversation = Conversation()
     replies = Script([reply.tool_uses([("hold", {})]), reply.error(400), reply.text("after the error")])
     with LocalServer(policy=replies) as server, anyio.fail_after(10):
@@ -97,7 +80,7 @@ async def test_a_cancelled_or_failed_run_lets_the_conversation_go() -> None:
 
 
 async def test_runs_of_different_conversations_still_run_at_once() -> None:
-    gates = [Gate(), Gate()]
+    gates = [Held(), Held()]
     replies = Script(
         [reply.tool_uses([("hold", {})]), reply.tool_uses([("hold", {})]), reply.text("a"), reply.text("b")]
     )

@@ -29,6 +29,7 @@ from agentkit import (
 )
 from agentkit.stores import Entry, SQLiteStore, Store
 from agentkit.testing import LocalServer, Script, reply
+from tests.conftest import Held
 from tests.stores_support import Backend
 
 pytestmark = pytest.mark.anyio
@@ -302,23 +303,14 @@ async def test_in_one_process_a_second_run_of_a_session_is_refused_before_it_loa
 ) -> None:
     # Two requests of one session at once in one service (a double submit): the second is refused
     # at once, instead of reaching the model and failing later at its first append.
-    session, ledger = new_session(), Ledger()
-    entered, release = anyio.Event(), anyio.Event()
-
-    @tool
-    async def hold() -> str:
-        """Waits until released."""
-        entered.set()
-        await release.wait()
-        return "released"
-
+    session, ledger, held = new_session(), Ledger(), Held()
     replies = Script([reply.tool_uses([("hold", {})]), reply.text("first done"), reply.text("later done")])
     store = store_backend.new()
     with LocalServer(policy=replies) as server:
-        agent = agent_for(server, store, [hold, *ledger.tools])
+        agent = agent_for(server, store, [held.tool, *ledger.tools])
         async with anyio.create_task_group() as group:
             group.start_soon(partial(agent.run, "first", session=session))
-            await entered.wait()
+            await held.entered.wait()
             revision = (await store.load(session)).revision
             with pytest.raises(ConversationBusyError, match=f"session '{session}' is being run") as refused:
                 if second == "run":
@@ -332,7 +324,7 @@ async def test_in_one_process_a_second_run_of_a_session_is_refused_before_it_loa
             assert refused.value.run_id.startswith("run_")
             assert len([r for r in server.requests if r.path == "/v1/messages"]) == 1  # nothing sent
             assert (await store.load(session)).revision == revision  # nothing stored
-            release.set()
+            held.release.set()
         assert (await agent.run("later", session=session)).text == "later done"  # free again
     assert texts((await store.load(session)).messages)[-2:] == ["later", "later done"]
     assert "second" not in texts((await store.load(session)).messages)
